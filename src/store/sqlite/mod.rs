@@ -1,0 +1,408 @@
+//! The SQLite implementation of the store: one writer thread with group commit, a pool of readers.
+
+mod accounts;
+mod destinations;
+mod events;
+mod idempotency;
+mod paging;
+mod pool;
+mod schema;
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::{CreatedAccount, Cursor, EventFilter, IdempotencyKey, Page, StoreError};
+use crate::clock::SharedClock;
+use crate::domain::account::{Account, KeyOwner};
+use crate::domain::destination::{
+    DestinationPatch, EventDestination, NewDestination, Status, MAX_WEBHOOK_ENDPOINTS,
+};
+use crate::domain::event::{Event, Family, NewEvent, RelatedObject, RequestReason, PING_TYPE};
+use crate::domain::routing::{self, Origin};
+use crate::domain::{ids, Mode, Scope};
+
+pub const DATABASE_FILE: &str = "eventd.sqlite3";
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: pool::Writer,
+    readers: pool::Readers,
+    clock: SharedClock,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir` and runs the migrations.
+    pub fn open(data_dir: &Path, clock: SharedClock) -> Result<Self, StoreError> {
+        let path = Self::migrate(data_dir)?;
+        Ok(SqliteStore {
+            writer: pool::Writer::start(&path)?,
+            readers: pool::Readers::open(&path, 4)?,
+            clock,
+        })
+    }
+
+    /// Runs the migrations alone; returns the database path.
+    pub fn migrate(data_dir: &Path) -> Result<std::path::PathBuf, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(DATABASE_FILE);
+        let mut conn = pool::open(&path)?;
+        schema::migrate(&mut conn)?;
+        Ok(path)
+    }
+
+    pub async fn ping_database(&self) -> Result<(), StoreError> {
+        self.readers
+            .read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    // --- accounts and keys ---
+
+    pub async fn create_account(
+        &self,
+        parent: Option<String>,
+    ) -> Result<CreatedAccount, StoreError> {
+        let now = self.clock.now_ms();
+        self.writer
+            .write(move |c| {
+                let account_id = ids::account();
+                accounts::insert_account(c, &account_id, parent.as_deref(), now)?;
+                let (test_key, live_key) = insert_key_pair(c, &account_id, now)?;
+                Ok(CreatedAccount {
+                    account_id,
+                    test_key,
+                    live_key,
+                })
+            })
+            .await
+    }
+
+    pub async fn create_keys(&self, account_id: String) -> Result<(String, String), StoreError> {
+        let now = self.clock.now_ms();
+        self.writer
+            .write(move |c| {
+                accounts::get_account(c, &account_id)?.ok_or(StoreError::NotFound)?;
+                insert_key_pair(c, &account_id, now)
+            })
+            .await
+    }
+
+    /// On an empty database, creates the first account with the given keys (or new ones) and
+    /// returns it. On a non-empty one, makes sure the given keys exist on the first account.
+    pub async fn bootstrap(
+        &self,
+        keys: Option<(String, String)>,
+    ) -> Result<(String, Option<CreatedAccount>), StoreError> {
+        let now = self.clock.now_ms();
+        self.writer
+            .write(move |c| {
+                if let Some(account_id) = accounts::first_root_account(c)? {
+                    if let Some((test, live)) = &keys {
+                        accounts::insert_key(c, &account_id, Mode::Test, test, now)?;
+                        accounts::insert_key(c, &account_id, Mode::Live, live, now)?;
+                    }
+                    return Ok((account_id, None));
+                }
+                let account_id = ids::account();
+                accounts::insert_account(c, &account_id, None, now)?;
+                let (test_key, live_key) = match keys {
+                    Some((test, live)) => {
+                        accounts::insert_key(c, &account_id, Mode::Test, &test, now)?;
+                        accounts::insert_key(c, &account_id, Mode::Live, &live, now)?;
+                        (test, live)
+                    }
+                    None => insert_key_pair(c, &account_id, now)?,
+                };
+                let created = CreatedAccount {
+                    account_id: account_id.clone(),
+                    test_key,
+                    live_key,
+                };
+                Ok((account_id, Some(created)))
+            })
+            .await
+    }
+
+    pub async fn find_key(&self, secret: String) -> Result<Option<KeyOwner>, StoreError> {
+        self.readers
+            .read(move |c| accounts::find_key(c, &secret))
+            .await
+    }
+
+    pub async fn get_account(&self, id: String) -> Result<Option<Account>, StoreError> {
+        self.readers
+            .read(move |c| accounts::get_account(c, &id))
+            .await
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.readers.read(accounts::list_accounts).await
+    }
+
+    // --- event destinations ---
+
+    pub async fn create_destination(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        new: NewDestination,
+    ) -> Result<EventDestination, StoreError> {
+        self.idempotent(scope, idem, destinations::get, move |c, scope, now| {
+            if matches!(
+                new.target,
+                crate::domain::destination::NewTarget::WebhookEndpoint { .. }
+            ) && destinations::count_webhooks(c, scope)? >= MAX_WEBHOOK_ENDPOINTS
+            {
+                return Err(StoreError::WebhookEndpointLimit(MAX_WEBHOOK_ENDPOINTS));
+            }
+            let id = ids::event_destination(scope.mode);
+            let d = EventDestination::new(id, scope.account_id.clone(), scope.mode, new, now);
+            destinations::insert(c, &d)?;
+            Ok((d.id.clone(), d))
+        })
+        .await
+    }
+
+    pub async fn get_destination(
+        &self,
+        scope: Scope,
+        id: String,
+    ) -> Result<EventDestination, StoreError> {
+        self.readers
+            .read(move |c| destinations::get(c, &scope, &id))
+            .await
+    }
+
+    pub async fn list_destinations(
+        &self,
+        scope: Scope,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page<EventDestination>, StoreError> {
+        self.readers
+            .read(move |c| destinations::list(c, &scope, cursor, limit))
+            .await
+    }
+
+    pub async fn update_destination(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        id: String,
+        patch: DestinationPatch,
+    ) -> Result<EventDestination, StoreError> {
+        self.idempotent(scope, idem, destinations::get, move |c, scope, now| {
+            let mut d = destinations::get(c, scope, &id)?;
+            d.apply(patch, now);
+            destinations::save(c, &d)?;
+            Ok((id, d))
+        })
+        .await
+    }
+
+    /// Enable or disable. Disabling leaves pending deliveries in place; the worker cancels them
+    /// when they come due while the destination is still disabled.
+    pub async fn set_destination_status(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        id: String,
+        status: Status,
+    ) -> Result<EventDestination, StoreError> {
+        self.idempotent(scope, idem, destinations::get, move |c, scope, now| {
+            let mut d = destinations::get(c, scope, &id)?;
+            d.set_status(status, now);
+            destinations::save(c, &d)?;
+            Ok((id, d))
+        })
+        .await
+    }
+
+    /// Returns the deleted destination's id.
+    pub async fn delete_destination(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        id: String,
+    ) -> Result<String, StoreError> {
+        let replay = |_: &Connection, _: &Scope, id: &str| Ok(id.to_owned());
+        self.idempotent(scope, idem, replay, move |c, scope, now| {
+            destinations::get(c, scope, &id)?;
+            destinations::delete(c, &id, now)?;
+            Ok((id.clone(), id))
+        })
+        .await
+    }
+
+    /// Stores a ping event for the destination and, when it is enabled, one pending delivery to it.
+    pub async fn ping_destination(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        id: String,
+        reason: RequestReason,
+    ) -> Result<Event, StoreError> {
+        self.idempotent(scope, idem, events::get_any, move |c, scope, now| {
+            let d = destinations::get(c, scope, &id)?;
+            let enabled = d.status == Status::Enabled;
+            let event = Event {
+                id: ids::event(scope.mode),
+                account_id: scope.account_id.clone(),
+                mode: scope.mode,
+                type_: PING_TYPE.to_owned(),
+                family: Family::Thin,
+                created_ms: now,
+                context: scope.context.clone(),
+                reason: Some(reason),
+                related_object: Some(RelatedObject {
+                    url: format!("/v2/core/event_destinations/{}", d.id),
+                    id: Some(d.id.clone()),
+                    type_: "v2.core.event_destination".to_owned(),
+                }),
+                data: None,
+                changes: None,
+                fanout: enabled as i64,
+            };
+            events::insert(c, &event)?;
+            if enabled {
+                events::insert_delivery(c, &event.id, &d.id, now)?;
+            }
+            Ok((event.id.clone(), event))
+        })
+        .await
+    }
+
+    // --- events ---
+
+    /// Stores the event and one pending delivery per matching destination, in one transaction.
+    pub async fn publish_event(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        new: NewEvent,
+    ) -> Result<Event, StoreError> {
+        self.idempotent(scope, idem, events::get_any, move |c, scope, now| {
+            let mut event = Event {
+                id: ids::event(scope.mode),
+                account_id: scope.account_id.clone(),
+                mode: scope.mode,
+                family: Family::of_type(&new.type_),
+                type_: new.type_,
+                created_ms: now,
+                context: scope.context.clone(),
+                reason: new.reason,
+                related_object: new.related_object,
+                data: new.data,
+                changes: new.changes,
+                fanout: 0,
+            };
+            let parent = accounts::get_account(c, &scope.account_id)?.and_then(|a| a.parent_id);
+            let mut owners = vec![scope.account_id.as_str()];
+            if let Some(parent) = parent.as_deref() {
+                owners.push(parent);
+            }
+            let candidates = destinations::enabled_for_accounts(c, &owners, scope.mode.livemode())?;
+            let targets: Vec<&EventDestination> = candidates
+                .iter()
+                .filter(|d| {
+                    let origin = if d.account_id == scope.account_id {
+                        Origin::OwnAccount
+                    } else {
+                        Origin::ConnectedAccount
+                    };
+                    routing::matches(d, &event, origin)
+                })
+                .collect();
+            event.fanout = targets.len() as i64;
+            events::insert(c, &event)?;
+            for d in targets {
+                events::insert_delivery(c, &event.id, &d.id, now)?;
+            }
+            Ok((event.id.clone(), event))
+        })
+        .await
+    }
+
+    pub async fn get_event(
+        &self,
+        scope: Scope,
+        id: String,
+        family: Family,
+    ) -> Result<Event, StoreError> {
+        self.readers
+            .read(move |c| events::get(c, &scope, &id, family))
+            .await
+    }
+
+    pub async fn list_events(
+        &self,
+        scope: Scope,
+        filter: EventFilter,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page<Event>, StoreError> {
+        self.readers
+            .read(move |c| events::list(c, &scope, &filter, cursor, limit))
+            .await
+    }
+
+    /// Deletes events (and their deliveries) and idempotency keys older than the given ages.
+    pub async fn prune(
+        &self,
+        event_retention_ms: i64,
+        idempotency_retention_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        self.writer
+            .write(move |c| {
+                idempotency::prune(c, now - idempotency_retention_ms)?;
+                events::prune(c, now - event_retention_ms)
+            })
+            .await
+    }
+
+    /// Runs `op` once per idempotency key: a replay returns `replay(resource id)` (the current
+    /// state) and changes nothing; the same key with another body is a conflict.
+    async fn idempotent<T, R, O>(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        replay: R,
+        op: O,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        R: FnOnce(&Connection, &Scope, &str) -> Result<T, StoreError> + Send + 'static,
+        O: FnOnce(&Connection, &Scope, i64) -> Result<(String, T), StoreError> + Send + 'static,
+    {
+        let clock = self.clock.clone();
+        self.writer
+            .write(move |c| {
+                let now = clock.now_ms();
+                if let Some(key) = &idem {
+                    if let Some(resource_id) = idempotency::check(c, &scope, key)? {
+                        return replay(c, &scope, &resource_id);
+                    }
+                }
+                let (resource_id, out) = op(c, &scope, now)?;
+                if let Some(key) = &idem {
+                    idempotency::record(c, &scope, key, &resource_id, now)?;
+                }
+                Ok(out)
+            })
+            .await
+    }
+}
+
+fn insert_key_pair(
+    c: &Connection,
+    account_id: &str,
+    now: i64,
+) -> Result<(String, String), StoreError> {
+    let test = ids::secret_key(Mode::Test);
+    let live = ids::secret_key(Mode::Live);
+    accounts::insert_key(c, account_id, Mode::Test, &test, now)?;
+    accounts::insert_key(c, account_id, Mode::Live, &live, now)?;
+    Ok((test, live))
+}
