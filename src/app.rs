@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::api;
 use crate::clock::SharedClock;
 use crate::config::{Config, IDEMPOTENCY_RETENTION_MS};
+use crate::delivery::address::AddressPolicy;
+use crate::delivery::{Metrics, Worker};
 use crate::store::{CreatedAccount, Store};
 
 pub struct Application {
@@ -29,7 +32,14 @@ impl Application {
             .map(|k| (k.test.clone(), k.live.clone()));
         let (_, bootstrapped) = store.bootstrap(keys).await?;
         let listener = TcpListener::bind(config.listen).await?;
-        let state = api::AppState::new(store, Arc::new(config.api.clone()));
+        let policy = AddressPolicy::new(config.delivery.allow_private_targets.0.clone());
+        let state = api::AppState::new(
+            store,
+            Arc::new(config.api.clone()),
+            Arc::new(policy),
+            Arc::new(Metrics::default()),
+            clock.clone(),
+        );
         Ok(Application {
             listener,
             state,
@@ -53,18 +63,40 @@ impl Application {
         &self.state.store
     }
 
+    /// Serves (and, by role, delivers) until `shutdown` completes; then stops claiming and lets
+    /// attempts in flight finish or gives their leases back.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
         let pruner = tokio::spawn(prune_loop(
             self.state.store.clone(),
             self.config.retention.event_retention_ms(),
         ));
-        let router = api::router(self.state);
+        let worker = if self.config.role.runs_worker() {
+            let worker = Worker::new(
+                self.state.store.clone(),
+                self.config.delivery.clone(),
+                self.state.clock.clone(),
+                self.state.metrics.clone(),
+            )?;
+            Some(tokio::spawn(worker.run(stop_rx)))
+        } else {
+            None
+        };
+        let router = if self.config.role.serves_api() {
+            api::router(self.state)
+        } else {
+            api::operations_router(self.state)
+        };
         let result = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = stop_tx.send(true);
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
         pruner.abort();
         Ok(result?)
     }

@@ -3,8 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
+
+use crate::domain::retry::RetrySchedule;
 
 /// The Stripe API version used when a request sends no `Stripe-Version` header.
 pub const DEFAULT_STRIPE_VERSION: &str = "2026-10-28.endive";
@@ -44,8 +47,87 @@ pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// Idempotency keys are honoured for 30 days (Stripe v2).
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 30 * DAY_MS;
 
+/// Which halves of eventd a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Serve the API only.
+    Api,
+    /// Deliver events only (still answers /healthz and /metrics).
+    Worker,
+    /// Both.
+    All,
+}
+
+impl Role {
+    pub fn runs_worker(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+}
+
+/// A CIDR allow-list, e.g. `127.0.0.0/8,::1/128`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList(pub Vec<ipnet::IpNet>);
+
+fn parse_allow_list(s: &str) -> Result<AllowList, String> {
+    crate::delivery::address::AddressPolicy::parse_allow_list(s).map(AllowList)
+}
+
+fn parse_schedule(s: &str) -> Result<RetryScheduleArg, String> {
+    crate::domain::retry::parse_schedule(s).map(RetryScheduleArg)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryScheduleArg(pub Vec<Duration>);
+
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryConfig {
+    /// Delays between attempts for both modes, e.g. `1s,2s,4s` (default: Stripe-like live and test schedules).
+    #[arg(long, env = "EVENTD_RETRY_SCHEDULE", value_parser = parse_schedule)]
+    pub retry_schedule: Option<RetryScheduleArg>,
+    /// Total time allowed for one attempt.
+    #[arg(long, env = "EVENTD_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = crate::domain::retry::parse_duration)]
+    pub attempt_timeout: Duration,
+    /// Time allowed to connect.
+    #[arg(long, env = "EVENTD_CONNECT_TIMEOUT", default_value = "10s", value_parser = crate::domain::retry::parse_duration)]
+    pub connect_timeout: Duration,
+    /// CIDR ranges that are otherwise refused as targets (loopback, private…), e.g. `127.0.0.0/8,::1/128`.
+    #[arg(long, env = "EVENTD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value = "")]
+    pub allow_private_targets: AllowList,
+    /// Attempts in flight at once, over all destinations.
+    #[arg(long, env = "EVENTD_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Attempts in flight at once to one destination.
+    #[arg(
+        long,
+        env = "EVENTD_MAX_IN_FLIGHT_PER_DESTINATION",
+        default_value_t = 64
+    )]
+    pub max_in_flight_per_destination: usize,
+}
+
+impl DeliveryConfig {
+    pub fn schedule(&self) -> RetrySchedule {
+        match &self.retry_schedule {
+            Some(s) => RetrySchedule::uniform(s.0.clone()),
+            None => RetrySchedule::default(),
+        }
+    }
+
+    /// A lease outlives the longest possible attempt, so a live worker never loses one mid-attempt.
+    pub fn lease(&self) -> Duration {
+        self.attempt_timeout + self.connect_timeout + Duration::from_secs(5)
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// Which halves to run.
+    #[arg(long, env = "EVENTD_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "EVENTD_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -58,6 +140,8 @@ pub struct Config {
     pub api: ApiConfig,
     #[command(flatten)]
     pub retention: RetentionConfig,
+    #[command(flatten)]
+    pub delivery: DeliveryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +173,7 @@ impl Config {
     /// A configuration for tests: loopback port 0 and the given data directory.
     pub fn for_tests(data_dir: PathBuf) -> Self {
         Config {
+            role: Role::All,
             listen: "127.0.0.1:0".parse().expect("valid literal address"),
             bootstrap_keys: None,
             store: StoreConfig { data_dir },
@@ -98,6 +183,14 @@ impl Config {
             },
             retention: RetentionConfig {
                 event_retention_days: 30,
+            },
+            delivery: DeliveryConfig {
+                retry_schedule: None,
+                attempt_timeout: Duration::from_secs(30),
+                connect_timeout: Duration::from_secs(10),
+                allow_private_targets: AllowList::default(),
+                max_in_flight: 512,
+                max_in_flight_per_destination: 64,
             },
         }
     }

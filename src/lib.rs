@@ -7,5 +7,6 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod store;

@@ -13,6 +13,8 @@ use super::request::{check_id_prefix, current_stripe_version, Ctx, JsonBody, Pat
 use super::validate::{finish_errors, nested, Fields};
 use super::wire::{self, Include, INCLUDE_SECRET, INCLUDE_URL};
 use super::AppState;
+use crate::delivery::address::AddressPolicy;
+use crate::delivery::sender::Sender;
 use crate::domain::destination::{
     DestinationPatch, EventDestination, EventPayload, NewDestination, NewTarget, Status,
 };
@@ -33,7 +35,7 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     let idem = ctx.idempotency(format!("POST {PATH}"), &Value::Object(body.clone()));
-    let (new, include) = parse_create(body, ctx.scope.mode)?;
+    let (new, include) = parse_create(body, ctx.scope.mode, &state.policy)?;
     let d = state.store.create_destination(ctx.scope, idem, new).await?;
     Ok(Json(wire::event_destination(&d, include)))
 }
@@ -84,7 +86,7 @@ pub async fn update(
         .store
         .get_destination(ctx.scope.clone(), id.clone())
         .await?;
-    let (patch, include) = parse_update(body, &current)?;
+    let (patch, include) = parse_update(body, &current, &state.policy)?;
     let d = state
         .store
         .update_destination(ctx.scope, idem, id, patch)
@@ -239,8 +241,20 @@ fn enabled_events(
     Some(events)
 }
 
-/// An absolute http(s) URL with a host, no user info, no fragment; https in live mode.
-fn webhook_url(f: &mut Fields, path: &str, v: Option<Value>, mode: Mode) -> Option<String> {
+/// Characters RFC 3986 allows in a URL; anything else would be re-encoded on the way out.
+fn rfc3986_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
+}
+
+/// An absolute http(s) URL with a host, no user info, no fragment; https in live mode; a literal
+/// address only when the address policy permits it.
+fn webhook_url(
+    f: &mut Fields,
+    path: &str,
+    v: Option<Value>,
+    mode: Mode,
+    policy: &AddressPolicy,
+) -> Option<String> {
     let s = f.string(path, v, MAX_URL)?;
     let problem = match url::Url::parse(&s) {
         _ if s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
@@ -255,9 +269,15 @@ fn webhook_url(f: &mut Fields, path: &str, v: Option<Value>, mode: Mode) -> Opti
             Some("Must not contain user info.")
         }
         Ok(_) if s.contains('#') => Some("Must not contain a #fragment."),
+        Ok(_) if !s.chars().all(rfc3986_char) => {
+            Some("Must contain only URL characters; percent-encode anything else.")
+        }
         Ok(u) if mode == Mode::Live && u.scheme() != "https" => {
             Some("Live mode requires an https URL.")
         }
+        Ok(_) if !Sender::literal_host_permitted(policy, &s) => Some(
+            "Targets a loopback, private, link-local or otherwise non-public address; an operator can allow ranges with EVENTD_ALLOW_PRIVATE_TARGETS.",
+        ),
         Ok(_) => None,
     };
     match problem {
@@ -286,6 +306,7 @@ fn valid_api_version(s: &str) -> bool {
 fn parse_create(
     body: Map<String, Value>,
     mode: Mode,
+    policy: &AddressPolicy,
 ) -> Result<(NewDestination, Include), ApiError> {
     let mut f = Fields::new(body);
     let v = f.required("name");
@@ -330,7 +351,7 @@ fn parse_create(
             );
         }
     }
-    let target = parse_target(&mut f, kind, mode);
+    let target = parse_target(&mut f, kind, mode, policy);
     f.finish()?;
     let (Some(name), Some(event_payload), Some(enabled_events), Some(events_from), Some(target)) =
         (name, payload, events, events_from, target)
@@ -380,7 +401,12 @@ fn parse_events_from(f: &mut Fields) -> Option<Vec<String>> {
     (f.errors.len() == before).then_some(list)
 }
 
-fn parse_target(f: &mut Fields, kind: Option<&str>, mode: Mode) -> Option<NewTarget> {
+fn parse_target(
+    f: &mut Fields,
+    kind: Option<&str>,
+    mode: Mode,
+    policy: &AddressPolicy,
+) -> Option<NewTarget> {
     let webhook = f.take("webhook_endpoint");
     let bridge = f.take("amazon_eventbridge");
     if f.take("azure_event_grid").is_some() || kind == Some("azure_event_grid") {
@@ -404,7 +430,7 @@ fn parse_target(f: &mut Fields, kind: Option<&str>, mode: Mode) -> Option<NewTar
         "webhook_endpoint" => {
             let mut sub = Fields::new(f.object("webhook_endpoint", webhook)?);
             let v = sub.required("url");
-            let url = webhook_url(&mut sub, "url", v, mode);
+            let url = webhook_url(&mut sub, "url", v, mode, policy);
             nested(f, "webhook_endpoint", sub);
             Some(NewTarget::WebhookEndpoint { url: url? })
         }
@@ -447,6 +473,7 @@ fn valid_aws_region(r: &str) -> bool {
 fn parse_update(
     body: Map<String, Value>,
     current: &EventDestination,
+    policy: &AddressPolicy,
 ) -> Result<(DestinationPatch, Include), ApiError> {
     let mut f = Fields::new(body);
     for immutable in [
@@ -472,6 +499,24 @@ fn parse_update(
     };
     let v = f.take("metadata");
     let metadata = f.metadata(v, true);
+    if let Some(m) = &metadata {
+        let mut keys: std::collections::BTreeSet<&String> = current.metadata.keys().collect();
+        for (k, v) in m {
+            match v {
+                Some(_) => keys.insert(k),
+                None => keys.remove(k),
+            };
+        }
+        if keys.len() > super::validate::MAX_METADATA_KEYS {
+            f.error(
+                "metadata",
+                format!(
+                    "Would have more than {} keys.",
+                    super::validate::MAX_METADATA_KEYS
+                ),
+            );
+        }
+    }
     let include = parse_include(&mut f, &[INCLUDE_URL]);
     let webhook_url = match f.take("webhook_endpoint") {
         Some(_) if !current.is_webhook() => {
@@ -484,7 +529,7 @@ fn parse_update(
         Some(v) => {
             let mut sub = Fields::new(f.object("webhook_endpoint", Some(v)).unwrap_or_default());
             let v = sub.required("url");
-            let url = webhook_url(&mut sub, "url", v, current.mode);
+            let url = webhook_url(&mut sub, "url", v, current.mode, policy);
             nested(&mut f, "webhook_endpoint", sub);
             url
         }

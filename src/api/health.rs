@@ -29,3 +29,19 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
+
+/// Prometheus text: delivery counters, latency histogram, pending deliveries and claim-loop health.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let now = state.clock.now_ms();
+    let (pending, oldest) = match state.store.pending_stats().await {
+        Ok((count, due)) => (
+            Some(count),
+            Some(due.map_or(0.0, |d| (now - d).max(0) as f64 / 1000.0)),
+        ),
+        Err(_) => (None, None),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(pending, oldest, now),
+    )
+}

@@ -1,6 +1,7 @@
 //! The HTTP API: routing, extractors, wire types and errors. The only module that knows the
 //! Stripe wire format.
 
+mod delivery_log;
 mod error;
 mod event_destinations;
 mod events;
@@ -9,7 +10,7 @@ mod pagination;
 mod query;
 mod request;
 mod validate;
-mod wire;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -21,7 +22,10 @@ use axum::Router;
 
 pub use error::{ApiError, FieldError};
 
+use crate::clock::SharedClock;
 use crate::config::ApiConfig;
+use crate::delivery::address::AddressPolicy;
+use crate::delivery::Metrics;
 use crate::domain::account::KeyOwner;
 use crate::domain::Scope;
 use crate::store::Store;
@@ -30,6 +34,10 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub config: Arc<ApiConfig>,
+    /// Which webhook targets are allowed (literal hosts are judged at create and update).
+    pub policy: Arc<AddressPolicy>,
+    pub metrics: Arc<Metrics>,
+    pub clock: SharedClock,
     /// Resolved API keys (secret → owner); keys never change owner, so entries stay valid.
     keys: Arc<RwLock<HashMap<String, KeyOwner>>>,
     /// Account → parent; parents never change.
@@ -37,10 +45,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, config: Arc<ApiConfig>) -> Self {
+    pub fn new(
+        store: Store,
+        config: Arc<ApiConfig>,
+        policy: Arc<AddressPolicy>,
+        metrics: Arc<Metrics>,
+        clock: SharedClock,
+    ) -> Self {
         AppState {
             store,
             config,
+            policy,
+            metrics,
+            clock,
             keys: Default::default(),
             parents: Default::default(),
         }
@@ -170,10 +187,36 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/core/events", get(events::list).post(events::publish))
         .route("/v2/core/events/{id}", get(events::retrieve))
         .route("/v1/events/{id}", get(events::retrieve_v1))
-        .route("/healthz", get(health::healthz))
-        .route("/openapi.json", get(health::openapi))
+        .route(
+            "/v2/core/event_destinations/{id}/delivery_attempts",
+            get(delivery_log::destination_attempts),
+        )
+        .route(
+            "/v2/core/events/{id}/delivery_attempts",
+            get(delivery_log::event_attempts),
+        )
+        .route("/v2/core/events/{id}/resend", post(delivery_log::resend))
+        .merge(operations_routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request::request_context,
+        ))
+        .with_state(state)
+}
+
+fn operations_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi))
+}
+
+/// What a worker-only process serves: health, metrics and the API description.
+pub fn operations_router(state: AppState) -> Router {
+    operations_routes()
+        .fallback(route_not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request::request_context,

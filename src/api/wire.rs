@@ -167,3 +167,25 @@ pub fn v1_event(e: &Event, api_version: Option<&str>) -> Value {
     m.insert("type".into(), json!(e.type_));
     Value::Object(m)
 }
+
+/// One delivery attempt in the delivery log (an eventd extension).
+pub fn delivery_attempt(a: &crate::domain::delivery::DeliveryAttempt) -> Value {
+    use crate::domain::delivery::AttemptOutcome;
+    json!({
+        "object": "eventd.delivery_attempt",
+        "delivery": a.delivery_id,
+        "event": a.event_id,
+        "event_destination": a.destination_id,
+        "attempt": a.attempt,
+        "created": timestamp(a.started_ms),
+        "outcome": match a.outcome {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+        },
+        "http_status": a.http_status,
+        "latency_ms": a.latency_ms,
+        "error": a.error,
+        "response_body": a.response_body,
+        "next_attempt": a.next_attempt_ms.map(timestamp),
+    })
+}

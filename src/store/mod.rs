@@ -5,7 +5,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteStore as Store;
+pub use sqlite::{AttemptsOf, SqliteStore as Store};
 
 use crate::domain::account::KeyOwner;
 
@@ -77,3 +77,14 @@ pub struct CreatedAccount {
     pub test_key: String,
     pub live_key: String,
 }
+
+/// A delivery the worker has leased: the event to send and how many attempts came before.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub delivery_id: String,
+    pub destination: std::sync::Arc<crate::domain::destination::EventDestination>,
+    pub previous_attempts: u32,
+    pub event: std::sync::Arc<crate::domain::event::Event>,
+}
+
+pub use crate::domain::delivery::{AttemptOutcome, DeliveryAttempt};

@@ -1,6 +1,7 @@
 //! The SQLite implementation of the store: one writer thread with group commit, a pool of readers.
 
 mod accounts;
+mod deliveries;
 mod destinations;
 mod events;
 mod idempotency;
@@ -8,11 +9,20 @@ mod paging;
 mod pool;
 mod schema;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use rusqlite::Connection;
 
-use super::{CreatedAccount, Cursor, EventFilter, IdempotencyKey, Page, StoreError};
+pub use deliveries::AttemptsOf;
+
+use super::{
+    ClaimedDelivery, CreatedAccount, Cursor, DeliveryAttempt, EventFilter, IdempotencyKey, Page,
+    StoreError,
+};
 use crate::clock::SharedClock;
 use crate::domain::account::{Account, KeyOwner};
 use crate::domain::destination::{
@@ -29,6 +39,8 @@ pub struct SqliteStore {
     writer: pool::Writer,
     readers: pool::Readers,
     clock: SharedClock,
+    /// Signalled after new deliveries are committed, so the worker claims them at once.
+    new_work: Arc<Notify>,
 }
 
 impl SqliteStore {
@@ -39,6 +51,7 @@ impl SqliteStore {
             writer: pool::Writer::start(&path)?,
             readers: pool::Readers::open(&path, 4)?,
             clock,
+            new_work: Arc::new(Notify::new()),
         })
     }
 
@@ -271,6 +284,7 @@ impl SqliteStore {
             Ok((event.id.clone(), event))
         })
         .await
+        .inspect(|_| self.new_work.notify_one())
     }
 
     // --- events ---
@@ -322,6 +336,7 @@ impl SqliteStore {
             Ok((event.id.clone(), event))
         })
         .await
+        .inspect(|_| self.new_work.notify_one())
     }
 
     pub async fn get_event(
@@ -358,6 +373,112 @@ impl SqliteStore {
             .write(move |c| {
                 idempotency::prune(c, now - idempotency_retention_ms)?;
                 events::prune(c, now - event_retention_ms)
+            })
+            .await
+    }
+
+    // --- deliveries ---
+
+    /// Resolves when new deliveries may be due (or at once if some were stored since the last call).
+    pub async fn new_work(&self) {
+        self.new_work.notified().await
+    }
+
+    /// Leases due deliveries: up to `n` for each `(destination id, n)`, until `lease_until_ms`.
+    pub async fn claim_deliveries(
+        &self,
+        wants: Vec<(String, usize)>,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let clock = self.clock.clone();
+        self.writer
+            .write(move |c| {
+                let now = clock.now_ms();
+                let mut events = HashMap::new();
+                let mut out = Vec::new();
+                for (destination_id, n) in wants {
+                    out.extend(deliveries::claim(
+                        c,
+                        &destination_id,
+                        n,
+                        now,
+                        now + lease_ms,
+                        &mut events,
+                    )?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    pub async fn record_attempt(&self, attempt: DeliveryAttempt) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        self.writer
+            .write(move |c| deliveries::record(c, &attempt, now))
+            .await
+    }
+
+    pub async fn release_deliveries(&self, ids: Vec<String>) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c| deliveries::release(c, &ids))
+            .await
+    }
+
+    pub async fn cancel_inactive_due(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        self.writer
+            .write(move |c| deliveries::cancel_inactive_due(c, now))
+            .await
+    }
+
+    pub async fn deliverable_destinations(&self) -> Result<Vec<String>, StoreError> {
+        self.readers
+            .read(deliveries::deliverable_destinations)
+            .await
+    }
+
+    pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.readers.read(deliveries::next_due_ms).await
+    }
+
+    pub async fn pending_stats(&self) -> Result<(i64, Option<i64>), StoreError> {
+        self.readers.read(deliveries::pending_stats).await
+    }
+
+    /// Queues one more delivery of an event to a destination of the same scope, due now.
+    pub async fn resend(
+        &self,
+        scope: Scope,
+        event_id: String,
+        destination_id: String,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        self.writer
+            .write(move |c| {
+                let event = events::get_any(c, &scope, &event_id)?;
+                let d = destinations::get(c, &scope, &destination_id)?;
+                deliveries::resend(c, &event.id, &d.id, now)
+            })
+            .await
+            .inspect(|_| self.new_work.notify_one())
+    }
+
+    /// The delivery log of an event or a destination of the scope, newest first.
+    pub async fn list_attempts(
+        &self,
+        scope: Scope,
+        of: AttemptsOf,
+        id: String,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page<DeliveryAttempt>, StoreError> {
+        self.readers
+            .read(move |c| {
+                match of {
+                    AttemptsOf::Event => events::get_any(c, &scope, &id).map(drop)?,
+                    AttemptsOf::Destination => destinations::get(c, &scope, &id).map(drop)?,
+                }
+                deliveries::attempts(c, of, &id, cursor, limit)
             })
             .await
     }

@@ -2,7 +2,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id TEXT PRIMARY KEY,
     parent_id TEXT,
@@ -65,7 +66,22 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (account_id, livemode, operation, key)
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_ms);
-"#];
+"#,
+    r#"
+CREATE INDEX deliveries_claim ON deliveries (destination_id, status, next_attempt_ms);
+CREATE TABLE delivery_attempts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    destination_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX delivery_attempts_event ON delivery_attempts (event_id, seq);
+CREATE INDEX delivery_attempts_destination ON delivery_attempts (destination_id, seq);
+"#,
+];
 
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;

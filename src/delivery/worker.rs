@@ -1,0 +1,293 @@
+//! The delivery worker: claims due deliveries with a lease (committed before any network call),
+//! sends each signed attempt, and records the outcome in a second short transaction.
+//!
+//! Isolation: at most `max_in_flight_per_destination` attempts per destination and
+//! `max_in_flight` overall, claimed destination by destination so a slow or dead receiver only
+//! ever holds its own slots.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+
+use super::metrics::Metrics;
+use super::sender::Sender;
+use super::signature;
+use crate::api::wire;
+use crate::clock::SharedClock;
+use crate::config::DeliveryConfig;
+use crate::domain::delivery::{AttemptOutcome, DeliveryAttempt};
+use crate::domain::destination::Target;
+use crate::domain::event::Family;
+use crate::domain::retry::RetrySchedule;
+use crate::store::{ClaimedDelivery, Store};
+
+/// How often due deliveries of disabled or deleted destinations are cancelled.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// The longest the worker sleeps without looking for due work (a polling fallback).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long shutdown waits for attempts in flight before giving their leases back.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct InFlight {
+    per_destination: HashMap<String, usize>,
+    leased: HashSet<String>,
+}
+
+struct Shared {
+    store: Store,
+    sender: Sender,
+    schedule: RetrySchedule,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    in_flight: Mutex<InFlight>,
+    slot_freed: Notify,
+}
+
+pub struct Worker {
+    shared: Arc<Shared>,
+    config: DeliveryConfig,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        config: DeliveryConfig,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let shared = Shared {
+            sender: Sender::new(&config)?,
+            schedule: config.schedule(),
+            store,
+            clock,
+            metrics,
+            in_flight: Mutex::default(),
+            slot_freed: Notify::new(),
+        };
+        Ok(Worker {
+            shared: Arc::new(shared),
+            config,
+        })
+    }
+
+    /// Runs until `shutdown` turns true, then drains or releases what is in flight.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let s = &self.shared;
+        let mut last_sweep: Option<tokio::time::Instant> = None;
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            if last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+                if let Err(e) = s.store.cancel_inactive_due().await {
+                    tracing::debug!(error = %e, "cancel sweep failed");
+                }
+                last_sweep = Some(tokio::time::Instant::now());
+            }
+            s.metrics.claim_rounds.fetch_add(1, Relaxed);
+            let (claimed, wanted) = match self.claim_round().await {
+                Ok(r) => {
+                    failures = 0;
+                    s.metrics.last_claim_ok_ms.store(s.clock.now_ms(), Relaxed);
+                    r
+                }
+                Err(e) => {
+                    failures += 1;
+                    s.metrics.claim_errors.fetch_add(1, Relaxed);
+                    if failures == 1 || failures % 60 == 0 {
+                        tracing::warn!(error = %e, failures, "cannot claim deliveries; retrying");
+                    }
+                    let backoff = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            let got = claimed.len();
+            for delivery in claimed {
+                tokio::spawn(attempt(self.shared.clone(), delivery));
+            }
+            if got > 0 && got == wanted {
+                continue; // there may be more due right now
+            }
+            let wait = self.until_next_due().await;
+            tokio::select! {
+                _ = s.store.new_work() => {}
+                _ = s.slot_freed.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        self.drain().await;
+    }
+
+    /// Claims for every deliverable destination as many deliveries as it has free slots.
+    /// Returns the claims and how many were asked for.
+    async fn claim_round(&self) -> Result<(Vec<ClaimedDelivery>, usize), crate::store::StoreError> {
+        let s = &self.shared;
+        let destinations = s.store.deliverable_destinations().await?;
+        let wants: Vec<(String, usize)> = {
+            let in_flight = lock(&s.in_flight);
+            let mut free_total = self
+                .config
+                .max_in_flight
+                .saturating_sub(in_flight.leased.len());
+            let mut wants = Vec::new();
+            for id in destinations {
+                let busy = in_flight.per_destination.get(&id).copied().unwrap_or(0);
+                let free = self
+                    .config
+                    .max_in_flight_per_destination
+                    .saturating_sub(busy)
+                    .min(free_total);
+                if free > 0 {
+                    free_total -= free;
+                    wants.push((id, free));
+                }
+            }
+            wants
+        };
+        let wanted = wants.iter().map(|w| w.1).sum();
+        if wanted == 0 {
+            return Ok((Vec::new(), 0));
+        }
+        let lease_ms = self.config.lease().as_millis() as i64;
+        let claimed = s.store.claim_deliveries(wants, lease_ms).await?;
+        let mut in_flight = lock(&s.in_flight);
+        for d in &claimed {
+            *in_flight
+                .per_destination
+                .entry(d.destination.id.clone())
+                .or_default() += 1;
+            in_flight.leased.insert(d.delivery_id.clone());
+        }
+        s.metrics
+            .in_flight
+            .store(in_flight.leased.len() as i64, Relaxed);
+        Ok((claimed, wanted))
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        match self.shared.store.next_due_ms().await {
+            Ok(Some(due)) => {
+                let ms = (due - self.shared.clock.now_ms()).clamp(0, POLL_EVERY.as_millis() as i64);
+                Duration::from_millis(ms as u64)
+            }
+            _ => POLL_EVERY,
+        }
+    }
+
+    /// Waits for attempts in flight, then gives back the leases of any still running.
+    async fn drain(&self) {
+        let s = &self.shared;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        loop {
+            let left: Vec<String> = lock(&s.in_flight).leased.iter().cloned().collect();
+            if left.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::info!(count = left.len(), "releasing deliveries still in flight");
+                if let Err(e) = s.store.release_deliveries(left).await {
+                    tracing::warn!(error = %e, "could not release leases; they will expire");
+                }
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), s.slot_freed.notified()).await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The exact bytes a destination receives for an event.
+pub fn render_body(delivery: &ClaimedDelivery) -> Vec<u8> {
+    let event = &delivery.event;
+    let value = match event.family {
+        Family::Thin => wire::event_notification(event),
+        Family::Snapshot => {
+            wire::v1_event(event, delivery.destination.snapshot_api_version.as_deref())
+        }
+    };
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// One attempt: sign, send, record. Never holds a transaction across the network call.
+async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery) {
+    let Target::WebhookEndpoint {
+        url,
+        signing_secret,
+    } = &delivery.destination.target
+    else {
+        return finish(&s, &delivery);
+    };
+    let body = render_body(&delivery);
+    let started = s.clock.now_ms();
+    let header = signature::header(&[signing_secret.as_str()], started.div_euclid(1000), &body);
+    let result = s.sender.post(url, &header, body).await;
+    let now = s.clock.now_ms();
+    let number = delivery.previous_attempts + 1;
+    let succeeded = result.succeeded();
+    let next_attempt_ms = if succeeded {
+        None
+    } else {
+        let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
+        s.schedule
+            .next_delay(delivery.event.mode, number, jitter, result.retry_after)
+            .map(|d| now + d.as_millis() as i64)
+    };
+    s.metrics.observe_latency(now - started);
+    if succeeded {
+        s.metrics.attempts_succeeded.fetch_add(1, Relaxed);
+    } else {
+        s.metrics.attempts_failed.fetch_add(1, Relaxed);
+        if next_attempt_ms.is_none() {
+            s.metrics.deliveries_failed.fetch_add(1, Relaxed);
+        }
+    }
+    let record = DeliveryAttempt {
+        delivery_id: delivery.delivery_id.clone(),
+        event_id: delivery.event.id.clone(),
+        destination_id: delivery.destination.id.clone(),
+        attempt: number,
+        started_ms: started,
+        latency_ms: now - started,
+        outcome: if succeeded {
+            AttemptOutcome::Succeeded
+        } else {
+            AttemptOutcome::Failed
+        },
+        http_status: result.status,
+        error: result.error,
+        response_body: result.response_prefix,
+        next_attempt_ms,
+    };
+    if let Err(e) = s.store.record_attempt(record).await {
+        // The lease expires and the delivery is attempted again: at least once, never lost.
+        tracing::warn!(error = %e, delivery = %delivery.delivery_id, "could not record an attempt");
+    }
+    finish(&s, &delivery);
+}
+
+fn finish(s: &Shared, delivery: &ClaimedDelivery) {
+    let mut in_flight = lock(&s.in_flight);
+    in_flight.leased.remove(&delivery.delivery_id);
+    if let Some(n) = in_flight.per_destination.get_mut(&delivery.destination.id) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            in_flight.per_destination.remove(&delivery.destination.id);
+        }
+    }
+    s.metrics
+        .in_flight
+        .store(in_flight.leased.len() as i64, Relaxed);
+    drop(in_flight);
+    s.slot_freed.notify_one();
+}
