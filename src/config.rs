@@ -170,7 +170,8 @@ fn parse_bootstrap_keys(s: &str) -> Result<BootstrapKeys, String> {
 }
 
 impl Config {
-    /// A configuration for tests: loopback port 0 and the given data directory.
+    /// A configuration for tests: loopback port 0, the given data directory, and loopback
+    /// targets allowed (tests' receivers listen there).
     pub fn for_tests(data_dir: PathBuf) -> Self {
         Config {
             role: Role::All,
@@ -188,7 +189,10 @@ impl Config {
                 retry_schedule: None,
                 attempt_timeout: Duration::from_secs(30),
                 connect_timeout: Duration::from_secs(10),
-                allow_private_targets: AllowList::default(),
+                allow_private_targets: AllowList(vec![
+                    "127.0.0.0/8".parse().expect("valid literal network"),
+                    "::1/128".parse().expect("valid literal network"),
+                ]),
                 max_in_flight: 512,
                 max_in_flight_per_destination: 64,
             },

@@ -5,6 +5,7 @@ Every test gets its own account (see conftest.py), so it sees only the objects i
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -425,11 +426,14 @@ def test_stripe_context_connected_account(eventd, account):
         parent.v2.core.events.retrieve(evt.id)
     assert_error(ei.value, stripe.InvalidRequestError, 404, "not_found")
 
-    # the child's own key acts in the child directly: same objects, no context on its own events
+    # the child's own key acts in the child directly and sees the same objects; whatever `context` its own
+    # events carry (eventd records the path from the root account), fetching with it must work for that key
     own = eventd.client(child.sk_test)
     assert [d.id for d in own.v2.core.event_destinations.list().data] == [ed.id]
     own_evt = publish(own, meter_event_params("mtr_own"))
-    assert own_evt.context is None
+    assert own_evt.context in (None, child.id)
+    refetched = own.v2.core.events.retrieve(own_evt.id, options={"stripe_context": own_evt.context})
+    assert refetched.id == own_evt.id
 
     # an account that is not connected to the key's account is refused
     stranger = eventd.create_account()
@@ -445,3 +449,19 @@ def test_bootstrap_keys_work(eventd):
     live = eventd.client(eventd.bootstrap.sk_live)
     assert isinstance(live.v2.core.events.list({"limit": 1}), ListObject)
     assert any(line.startswith("acct_") and " " not in line for line in eventd.list_accounts())
+
+
+def test_event_notification_fetches_event_and_related_object(eventd, account):
+    """A receiver's flow (reference §7.4): parse a thin notification, then fetch its event and related object."""
+    child = eventd.create_account(parent=account.id)
+    parent = eventd.client(account.sk_test)
+    ed = parent.v2.core.event_destinations.create(thin_webhook(), {"stripe_context": child.id})
+    ping = parent.v2.core.event_destinations.ping(ed.id, options={"stripe_context": child.id})
+    wire = ping.to_dict()
+    body = {k: wire[k] for k in ("id", "object", "type", "created", "livemode", "context", "reason", "related_object")}
+    notif = parent.parse_event_notification_without_verification(json.dumps(body))
+    assert str(notif.context) == child.id
+    full = notif.fetch_event()  # GET /v2/core/events/{id} with Stripe-Context and Stripe-Request-Trigger
+    assert isinstance(full, V2CoreEventDestinationPingEvent) and full.id == ping.id
+    dest = notif.fetch_related_object()  # GET related_object.url in the event's context
+    assert isinstance(dest, EventDestination) and dest.id == ed.id

@@ -524,6 +524,9 @@ def test_not_found_ids(wire):
     wire.err(wire.post(f"{ED}/ed_test_doesnotexist/enable", {}), 404, "not_found")
     wire.err(wire.post(f"{ED}/ed_test_doesnotexist/ping", {}), 404, "not_found")
     wire.err(wire.get(f"{EV}/evt_test_doesnotexist"), 404, "not_found")
+    # API.md: an unknown id answers 404 not_found, whatever it looks like
+    wire.err(wire.get(f"{ED}/foo"), 404, "not_found")
+    wire.err(wire.get(f"{EV}/foo"), 404, "not_found")
 
 
 def test_unknown_routes_and_methods(wire):
@@ -636,3 +639,55 @@ def test_create_replay_returns_signing_secret_again(wire):
     assert a["id"] == b["id"]
     assert a["webhook_endpoint"]["signing_secret"] == b["webhook_endpoint"]["signing_secret"]
     assert a["webhook_endpoint"]["signing_secret"].startswith("whsec_")
+
+
+# ----------------------------------------------------------------------------------------------------
+# smaller documented choices
+
+
+def test_documented_defaults_and_echoes(wire):
+    bridge = wire.create(eventbridge())
+    assert bridge["metadata"] == {} and bridge["description"] == "" and bridge["events_from"] == ["@self"]
+    for events_from in (["self"], ["other_accounts"], ["@self", "@accounts"], ["self", "other_accounts"]):
+        ed = wire.create(eventbridge(events_from=events_from))
+        assert ed["events_from"] == events_from, "events_from is echoed as sent"
+    star_thin = wire.create(eventbridge(enabled_events=["*"]))
+    assert star_thin["enabled_events"] == ["*"]
+    star_snap = wire.create(eventbridge(event_payload="snapshot", enabled_events=["*"]))
+    assert star_snap["enabled_events"] == ["*"]
+    odd = "HTTPS://Example.COM:8443/a/../b?q=1&r=%20"
+    ed = wire.create(thin_webhook(url=odd, include=["webhook_endpoint.url"]))
+    assert ed["webhook_endpoint"]["url"] == odd, "url is stored and returned exactly as given"
+
+
+def test_event_nulls_when_absent(wire):
+    bare = wire.ok(wire.post(EV, {"type": "v2.core.account.updated"}))
+    assert bare["related_object"] is None and bare["data"] is None and bare["context"] is None
+    assert bare["reason"]["type"] == "request"
+    got = wire.ok(wire.get(f"{EV}/{bare['id']}"))
+    assert got == bare
+
+
+def test_default_limit_is_20(wire):
+    for i in range(21):
+        wire.ok(wire.post(EV, {"type": "v2.core.account.updated"}))
+    page = wire.ok(wire.get(EV))
+    assert len(page["data"]) == 20 and page["next_page_url"] is not None
+    assert len(wire.ids(page["next_page_url"])) == 1
+
+
+def test_stripe_context_own_account_segment_is_skipped(account, wire):
+    ed = wire.create(thin_webhook(), headers={"Stripe-Context": account.id})
+    assert wire.ids(ED) == [ed["id"]], "Stripe-Context naming the key's own account acts in that account"
+
+
+def test_concurrent_idempotent_creates_make_one_object(wire):
+    import concurrent.futures
+
+    key = {"Idempotency-Key": f"race-{uuid.uuid4()}"}
+    body = thin_webhook(name="race")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        resps = list(pool.map(lambda _: wire.post(ED, body, headers=key), range(8)))
+    assert all(r.status == 200 for r in resps), [r.describe() for r in resps if r.status != 200]
+    assert len({r.json["id"] for r in resps}) == 1
+    assert len(wire.ids(ED)) == 1
