@@ -97,7 +97,7 @@ impl Worker {
                 Err(e) => {
                     failures += 1;
                     s.metrics.claim_errors.fetch_add(1, Relaxed);
-                    if failures == 1 || failures % 60 == 0 {
+                    if failures == 1 || failures.is_multiple_of(60) {
                         tracing::warn!(error = %e, failures, "cannot claim deliveries; retrying");
                     }
                     let backoff = Duration::from_millis(200 * u64::from(failures.min(25)));
