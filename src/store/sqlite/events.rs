@@ -113,8 +113,12 @@ pub fn list(
     })
 }
 
-/// Deletes events created before `older_than_ms`, with their deliveries.
+/// Deletes events created before `older_than_ms`, with their deliveries and delivery log.
 pub fn prune(c: &Connection, older_than_ms: i64) -> Result<usize, StoreError> {
+    c.prepare_cached(
+        "DELETE FROM delivery_attempts WHERE event_id IN (SELECT id FROM events WHERE created_ms < ?1)",
+    )?
+    .execute([older_than_ms])?;
     c.prepare_cached(
         "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE created_ms < ?1)",
     )?
