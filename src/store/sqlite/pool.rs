@@ -68,28 +68,25 @@ fn write_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
 
 fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let msg = e.to_string();
-        for job in batch.drain(..) {
-            // The job never ran; tell its caller the write failed.
-            let (_, reply) = job(conn);
-            reply(Err(StoreError::Commit(msg.clone())));
-        }
-        let _ = conn.execute_batch("ROLLBACK");
+        // Dropping a job without running it tells its caller the write did not happen.
+        tracing::warn!(error = %e, jobs = batch.len(), "cannot begin a write transaction");
+        batch.clear();
         return;
     }
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
-        let savepoint = conn.execute_batch("SAVEPOINT op");
+        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+            tracing::warn!(error = %e, "cannot open a savepoint; the write is dropped");
+            continue;
+        }
         let (ok, reply) = job(conn);
-        if savepoint.is_ok() {
-            let end = if ok {
-                "RELEASE op"
-            } else {
-                "ROLLBACK TO op; RELEASE op"
-            };
-            if let Err(e) = conn.execute_batch(end) {
-                tracing::error!(error = %e, "savepoint release failed");
-            }
+        let end = if ok {
+            "RELEASE op"
+        } else {
+            "ROLLBACK TO op; RELEASE op"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "savepoint release failed");
         }
         replies.push(reply);
     }
