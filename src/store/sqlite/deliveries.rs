@@ -115,12 +115,12 @@ pub fn release(c: &Connection, delivery_ids: &[String]) -> Result<(), StoreError
     Ok(())
 }
 
-/// Cancels the due deliveries of disabled or deleted destinations (re-enabling before a retry
-/// is due keeps it).
+/// Cancels the due deliveries of disabled destinations (re-enabling before a retry is due keeps
+/// it). Deleting a destination cancels its deliveries at once.
 pub fn cancel_inactive_due(c: &Connection, now_ms: i64) -> Result<usize, StoreError> {
     let inactive: Vec<String> = c
         .prepare_cached(
-            "SELECT id FROM event_destinations WHERE status = 'disabled' OR deleted = 1",
+            "SELECT id FROM event_destinations WHERE status = 'disabled' AND deleted = 0",
         )?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
