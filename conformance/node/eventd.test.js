@@ -73,7 +73,12 @@ before(async () => {
   const logPath = path.join(tmp, 'eventd.log');
   const log = fs.openSync(logPath, 'a');
   const port = await freePort();
-  const env = {...process.env, EVENTD_BOOTSTRAP_KEYS: `sk_test_${alnum(24)},sk_live_${alnum(24)}`};
+  const env = {
+    ...process.env,
+    EVENTD_BOOTSTRAP_KEYS: `sk_test_${alnum(24)},sk_live_${alnum(24)}`,
+    // Webhook URLs here are loopback only (127.0.0.1:9, where nothing listens): deliveries never leave the machine.
+    EVENTD_ALLOW_PRIVATE_TARGETS: '127.0.0.0/8',
+  };
   const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
     env,
     stdio: ['ignore', log, log],
@@ -126,7 +131,7 @@ function webhook(extra = {}) {
     type: 'webhook_endpoint',
     event_payload: 'thin',
     enabled_events: [PING, METER_ERROR],
-    webhook_endpoint: {url: 'https://example.com/hook'},
+    webhook_endpoint: {url: 'https://127.0.0.1:9/hook'},
     ...extra,
   };
 }
@@ -191,7 +196,7 @@ test('for await auto-paging over list({limit: 2}) across more than 2 pages', asy
   const {stripe} = freshClient();
   const made = [];
   for (let i = 0; i < 5; i++) {
-    made.push((await stripe.v2.core.eventDestinations.create(webhook({name: `p${i}`, webhook_endpoint: {url: `https://example.com/${i}`}}))).id);
+    made.push((await stripe.v2.core.eventDestinations.create(webhook({name: `p${i}`, webhook_endpoint: {url: `https://127.0.0.1:9/${i}`}}))).id);
   }
   const first = await stripe.v2.core.eventDestinations.list({limit: 2});
   assert.equal(first.data.length, 2);
@@ -207,7 +212,7 @@ test('for await auto-paging over list({limit: 2}) across more than 2 pages', asy
     assert.ok(d.webhook_endpoint.url, `url missing for ${d.id}`);
     withUrl.push(d.webhook_endpoint.url);
   }
-  assert.deepEqual(withUrl, [4, 3, 2, 1, 0].map((i) => `https://example.com/${i}`));
+  assert.deepEqual(withUrl, [4, 3, 2, 1, 0].map((i) => `https://127.0.0.1:9/${i}`));
 });
 
 test('retrieve with and without include', async () => {
@@ -217,7 +222,7 @@ test('retrieve with and without include', async () => {
   assert.equal(plain.id, ed.id);
   assert.equal(plain.webhook_endpoint.url, null);
   const full = await stripe.v2.core.eventDestinations.retrieve(ed.id, {include: ['webhook_endpoint.url']});
-  assert.equal(full.webhook_endpoint.url, 'https://example.com/hook');
+  assert.equal(full.webhook_endpoint.url, 'https://127.0.0.1:9/hook');
 });
 
 test('update with metadata null deletes the key', async () => {
@@ -364,7 +369,7 @@ test('live mode', async () => {
   assert.equal(ed.livemode, true);
   assert.ok(ed.id.startsWith('ed_') && !ed.id.includes('_test_'), ed.id);
   await rejects(
-    live.v2.core.eventDestinations.create(webhook({webhook_endpoint: {url: 'http://example.com/insecure'}})),
+    live.v2.core.eventDestinations.create(webhook({webhook_endpoint: {url: 'http://127.0.0.1:9/insecure'}})),
     Stripe.errors.StripeInvalidRequestError,
     400,
     'invalid_fields',

@@ -28,6 +28,7 @@ import stripe
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
+ALLOWED_TARGETS = "127.0.0.0/8"
 
 
 def random_alnum(n: int) -> str:
@@ -73,6 +74,9 @@ class Eventd:
     def start(self) -> None:
         env = dict(os.environ)
         env["EVENTD_BOOTSTRAP_KEYS"] = f"{self.bootstrap.sk_test},{self.bootstrap.sk_live}"
+        # Webhook URLs in these tests are loopback only (127.0.0.1:9, where nothing listens), so deliveries
+        # never leave the machine; eventd refuses loopback targets unless allowed.
+        env["EVENTD_ALLOW_PRIVATE_TARGETS"] = ALLOWED_TARGETS
         env.setdefault("RUST_LOG", "info")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

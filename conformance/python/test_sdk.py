@@ -119,8 +119,8 @@ def test_create_with_signing_secret_then_retrieve_hides_it(client):
 def test_list_auto_paging_keeps_include(client):
     urls = {}
     for i in range(5):
-        ed = client.v2.core.event_destinations.create(thin_webhook(name=f"page {i}", url=f"https://example.com/h/{i}"))
-        urls[ed.id] = f"https://example.com/h/{i}"
+        ed = client.v2.core.event_destinations.create(thin_webhook(name=f"page {i}", url=f"https://127.0.0.1:9/h/{i}"))
+        urls[ed.id] = f"https://127.0.0.1:9/h/{i}"
     created_order = list(urls)
 
     first = client.v2.core.event_destinations.list({"limit": 2, "include": ["webhook_endpoint.url"]})
@@ -151,14 +151,14 @@ def test_list_auto_paging_keeps_include(client):
 
 
 def test_retrieve_with_and_without_include(client):
-    ed = client.v2.core.event_destinations.create(thin_webhook(url="https://example.com/retrieve"))
+    ed = client.v2.core.event_destinations.create(thin_webhook(url="https://127.0.0.1:9/retrieve"))
     plain = client.v2.core.event_destinations.retrieve(ed.id)
     assert plain.id == ed.id
     assert plain.webhook_endpoint.url is None
     assert plain.webhook_endpoint.signing_secret is None
 
     full = client.v2.core.event_destinations.retrieve(ed.id, {"include": ["webhook_endpoint.url"]})
-    assert full.webhook_endpoint.url == "https://example.com/retrieve"
+    assert full.webhook_endpoint.url == "https://127.0.0.1:9/retrieve"
     assert full.to_dict() | {"webhook_endpoint": None} == plain.to_dict() | {"webhook_endpoint": None}
 
     unincluded = client.v2.core.event_destinations.list()
@@ -192,10 +192,10 @@ def test_update_metadata_null_deletes_key_and_bumps_updated(client):
     assert upd.created == ed.created
     assert parse_ts(upd.updated) > parse_ts(ed.updated)
 
-    moved = client.v2.core.event_destinations.update(ed.id, {"webhook_endpoint": {"url": "https://example.com/moved"}})
+    moved = client.v2.core.event_destinations.update(ed.id, {"webhook_endpoint": {"url": "https://127.0.0.1:9/moved"}})
     assert moved.webhook_endpoint.url is None  # not included
     got = client.v2.core.event_destinations.retrieve(ed.id, {"include": ["webhook_endpoint.url"]})
-    assert got.webhook_endpoint.url == "https://example.com/moved"
+    assert got.webhook_endpoint.url == "https://127.0.0.1:9/moved"
     assert got.metadata.to_dict() == {"keep": "me", "new": "x"}
 
 
@@ -376,7 +376,7 @@ def test_invalid_enum_is_400_invalid_fields(client):
 
 
 def test_live_mode(client, live_client):
-    ed = live_client.v2.core.event_destinations.create(thin_webhook(url="https://example.com/live"))
+    ed = live_client.v2.core.event_destinations.create(thin_webhook(url="https://127.0.0.1:9/live"))
     _check_common_destination(ed, livemode=True)
 
     ping = live_client.v2.core.event_destinations.ping(ed.id)
@@ -384,7 +384,7 @@ def test_live_mode(client, live_client):
     assert ping.id.startswith("evt_") and "_test_" not in ping.id
 
     with pytest.raises(stripe.InvalidRequestError) as ei:
-        live_client.v2.core.event_destinations.create(thin_webhook(url="http://example.com/insecure"))
+        live_client.v2.core.event_destinations.create(thin_webhook(url="http://127.0.0.1:9/insecure"))
     assert_error(ei.value, stripe.InvalidRequestError, 400, "invalid_fields", mentions="webhook_endpoint.url")
 
     # modes do not see each other's objects

@@ -187,7 +187,7 @@ def test_healthz_and_openapi(eventd):
 
 
 def test_every_route_succeeds(wire):
-    ed = wire.create(thin_webhook(url="https://example.com/all", include=["webhook_endpoint.signing_secret"]))
+    ed = wire.create(thin_webhook(url="https://127.0.0.1:9/all", include=["webhook_endpoint.signing_secret"]))
     assert ed["webhook_endpoint"]["signing_secret"].startswith("whsec_")
     assert ed["webhook_endpoint"]["url"] is None
     bridge = wire.create(eventbridge())
@@ -202,7 +202,7 @@ def test_every_route_succeeds(wire):
     got = wire.ok(wire.get(f"{ED}/{ed['id']}"))
     assert got["webhook_endpoint"] == {"signing_secret": None, "url": None}
     upd = wire.ok(wire.post(f"{ED}/{ed['id']}", {"description": "d", "include": ["webhook_endpoint.url"]}))
-    assert upd["description"] == "d" and upd["webhook_endpoint"]["url"] == "https://example.com/all"
+    assert upd["description"] == "d" and upd["webhook_endpoint"]["url"] == "https://127.0.0.1:9/all"
     dis = wire.ok(wire.post(f"{ED}/{ed['id']}/disable", {}))
     assert dis["status_details"] == {"disabled": {"reason": "user"}}
     ena = wire.ok(wire.post(f"{ED}/{ed['id']}/enable", {}))
@@ -242,14 +242,14 @@ def test_destination_and_event_shapes(wire):
 
 
 def test_include_query_forms(wire):
-    ed = wire.create(thin_webhook(url="https://example.com/forms"))
+    ed = wire.create(thin_webhook(url="https://127.0.0.1:9/forms"))
     for query in ("include[0]=webhook_endpoint.url", "include%5B0%5D=webhook_endpoint.url",
                   "include[]=webhook_endpoint.url", "include%5B%5D=webhook_endpoint.url",
                   "include=webhook_endpoint.url"):
         got = wire.ok(wire.get(f"{ED}/{ed['id']}?{query}"))
-        assert got["webhook_endpoint"]["url"] == "https://example.com/forms", query
+        assert got["webhook_endpoint"]["url"] == "https://127.0.0.1:9/forms", query
         page = wire.ok(wire.get(f"{ED}?{query}"))
-        assert page["data"][0]["webhook_endpoint"]["url"] == "https://example.com/forms", query
+        assert page["data"][0]["webhook_endpoint"]["url"] == "https://127.0.0.1:9/forms", query
 
 
 def test_array_query_forms_for_types(wire):
@@ -372,9 +372,9 @@ def test_request_ids_are_unique(wire):
 
 
 def test_live_mode_wire(live_wire, wire):
-    ed = live_wire.create(thin_webhook(url="https://example.com/live"))
+    ed = live_wire.create(thin_webhook(url="https://127.0.0.1:9/live"))
     assert ed["livemode"] is True and ed["id"].startswith("ed_") and "_test_" not in ed["id"]
-    live_wire.invalid(live_wire.post(ED, thin_webhook(url="http://example.com/live")), mentions="webhook_endpoint.url")
+    live_wire.invalid(live_wire.post(ED, thin_webhook(url="http://127.0.0.1:9/live")), mentions="webhook_endpoint.url")
     evt = live_wire.ok(live_wire.post(EV, meter_event_params("mtr_live")))
     assert evt["livemode"] is True and "_test_" not in evt["id"]
     wire.err(wire.get(f"{ED}/{ed['id']}"), 404, "not_found")
@@ -414,10 +414,10 @@ CREATE_INVALID = [
      "webhook_endpoint"),
     ("missing url", lambda: thin_webhook(webhook_endpoint={}), "webhook_endpoint.url"),
     ("relative url", lambda: thin_webhook(url="/hook"), "webhook_endpoint.url"),
-    ("ftp url", lambda: thin_webhook(url="ftp://example.com/hook"), "webhook_endpoint.url"),
-    ("url with fragment", lambda: thin_webhook(url="https://example.com/hook#frag"), "webhook_endpoint.url"),
-    ("url with userinfo", lambda: thin_webhook(url="https://user:pw@example.com/hook"), "webhook_endpoint.url"),
-    ("url too long", lambda: thin_webhook(url="https://example.com/" + "a" * 2040), "webhook_endpoint.url"),
+    ("ftp url", lambda: thin_webhook(url="ftp://127.0.0.1:9/hook"), "webhook_endpoint.url"),
+    ("url with fragment", lambda: thin_webhook(url="https://127.0.0.1:9/hook#frag"), "webhook_endpoint.url"),
+    ("url with userinfo", lambda: thin_webhook(url="https://user:pw@127.0.0.1:9/hook"), "webhook_endpoint.url"),
+    ("url too long", lambda: thin_webhook(url="https://127.0.0.1:9/" + "a" * 2040), "webhook_endpoint.url"),
     ("bad aws account", lambda: eventbridge(amazon_eventbridge={"aws_account_id": "123", "aws_region": "us-east-1"}),
      "amazon_eventbridge.aws_account_id"),
     ("missing aws region", lambda: eventbridge(amazon_eventbridge={"aws_account_id": "111122223333"}),
@@ -475,7 +475,7 @@ def test_webhook_endpoint_limit_16(wire, live_wire):
     r = wire.post(ED, thin_webhook(name="17th"))
     assert r.status == 400 and r.error()["type"] == "invalid_request_error", r.describe()
     wire.create(eventbridge(name="not a webhook"))
-    live_wire.create(thin_webhook(name="live is counted apart", url="https://example.com/l"))
+    live_wire.create(thin_webhook(name="live is counted apart", url="https://127.0.0.1:9/l"))
     assert len(wire.ids(ED)) == 17
 
 
@@ -489,7 +489,7 @@ def test_update_validation(wire):
                          ("metadata", {"k": 5}), ("include", ["webhook_endpoint.signing_secret"])):
         wire.invalid(wire.post(f"{ED}/{ed['id']}", {field: value}), mentions=field)
     wire.invalid(wire.post(f"{ED}/{ed['id']}", {"webhook_endpoint": {"url": "nope"}}), mentions="webhook_endpoint.url")
-    wire.invalid(wire.post(f"{ED}/{bridge['id']}", {"webhook_endpoint": {"url": "https://example.com/x"}}),
+    wire.invalid(wire.post(f"{ED}/{bridge['id']}", {"webhook_endpoint": {"url": "https://127.0.0.1:9/x"}}),
                  mentions="webhook_endpoint")
     unchanged = wire.ok(wire.get(f"{ED}/{ed['id']}"))
     assert unchanged["updated"] == ed["updated"] and unchanged["name"] == ed["name"]
@@ -545,7 +545,7 @@ def test_unknown_routes_and_methods(wire):
 
 
 def test_pagination_is_keyset_and_keeps_params(wire):
-    made = [wire.create(thin_webhook(name=f"p{i}", url=f"https://example.com/{i}"))["id"] for i in range(6)]
+    made = [wire.create(thin_webhook(name=f"p{i}", url=f"https://127.0.0.1:9/{i}"))["id"] for i in range(6)]
     newest_first = list(reversed(made))
     first = wire.ok(wire.get(f"{ED}?limit=2&include[0]=webhook_endpoint.url"))
     assert [d["id"] for d in first["data"]] == newest_first[:2]
@@ -655,7 +655,7 @@ def test_documented_defaults_and_echoes(wire):
     assert star_thin["enabled_events"] == ["*"]
     star_snap = wire.create(eventbridge(event_payload="snapshot", enabled_events=["*"]))
     assert star_snap["enabled_events"] == ["*"]
-    odd = "HTTPS://Example.COM:8443/a/../b?q=1&r=%20"
+    odd = "HTTPS://127.0.0.1:9/a/../b?q=1&r=%20"
     ed = wire.create(thin_webhook(url=odd, include=["webhook_endpoint.url"]))
     assert ed["webhook_endpoint"]["url"] == odd, "url is stored and returned exactly as given"
 
@@ -691,3 +691,11 @@ def test_concurrent_idempotent_creates_make_one_object(wire):
     assert all(r.status == 200 for r in resps), [r.describe() for r in resps if r.status != 200]
     assert len({r.json["id"] for r in resps}) == 1
     assert len(wire.ids(ED)) == 1
+
+
+def test_private_targets_outside_the_allow_list_are_refused(wire):
+    # the session's eventd allows only 127.0.0.0/8 (conftest.ALLOWED_TARGETS)
+    for url in ("http://10.1.2.3/hook", "http://192.168.0.1/hook", "http://169.254.169.254/latest",
+                "http://[::1]:9/hook", "http://[::ffff:10.0.0.1]/hook", "http://0.0.0.0/hook"):
+        wire.invalid(wire.post(ED, thin_webhook(url=url)), mentions="webhook_endpoint.url")
+    assert wire.ids(ED) == []

@@ -2,26 +2,31 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::config::IDEMPOTENCY_RETENTION_MS;
 use crate::domain::Scope;
 use crate::store::{IdempotencyKey, StoreError};
 
 /// The resource id a previous request with this key produced, or a conflict if the body differs.
+/// Keys older than `IDEMPOTENCY_RETENTION_MS` are void even before pruning removes them.
 pub fn check(
     c: &Connection,
     scope: &Scope,
     key: &IdempotencyKey,
+    now_ms: i64,
 ) -> Result<Option<String>, StoreError> {
     let row: Option<(String, String)> = c
         .prepare_cached(
             "SELECT fingerprint, resource_id FROM idempotency_keys
-             WHERE account_id = ?1 AND livemode = ?2 AND operation = ?3 AND key = ?4",
+             WHERE account_id = ?1 AND livemode = ?2 AND operation = ?3 AND key = ?4
+               AND created_ms >= ?5",
         )?
         .query_row(
             params![
                 scope.account_id,
                 scope.mode.livemode(),
                 key.operation,
-                key.key
+                key.key,
+                now_ms - IDEMPOTENCY_RETENTION_MS
             ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -43,7 +48,7 @@ pub fn record(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     c.prepare_cached(
-        "INSERT INTO idempotency_keys (account_id, livemode, operation, key, fingerprint, resource_id, created_ms)
+        "INSERT OR REPLACE INTO idempotency_keys (account_id, livemode, operation, key, fingerprint, resource_id, created_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![

@@ -502,7 +502,7 @@ impl SqliteStore {
             .write(move |c| {
                 let now = clock.now_ms();
                 if let Some(key) = &idem {
-                    if let Some(resource_id) = idempotency::check(c, &scope, key)? {
+                    if let Some(resource_id) = idempotency::check(c, &scope, key, now)? {
                         return replay(c, &scope, &resource_id);
                     }
                 }
