@@ -524,9 +524,11 @@ def test_not_found_ids(wire):
     wire.err(wire.post(f"{ED}/ed_test_doesnotexist/enable", {}), 404, "not_found")
     wire.err(wire.post(f"{ED}/ed_test_doesnotexist/ping", {}), 404, "not_found")
     wire.err(wire.get(f"{EV}/evt_test_doesnotexist"), 404, "not_found")
-    # API.md: an unknown id answers 404 not_found, whatever it looks like
-    wire.err(wire.get(f"{ED}/foo"), 404, "not_found")
-    wire.err(wire.get(f"{EV}/foo"), 404, "not_found")
+    # API.md: an id with the wrong prefix is a 400 naming `id`
+    r = wire.get(f"{ED}/foo")
+    wire.err(r, 400, "invalid_fields")
+    assert "'id: " in r.json["error"]["message"]
+    wire.err(wire.get(f"{EV}/ed_test_x"), 400, "invalid_fields")
 
 
 def test_unknown_routes_and_methods(wire):
