@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import queue
 import re
+import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Optional
 
 import stripe
 
@@ -85,3 +91,103 @@ def assert_error(
     assert exc.request_id and exc.request_id.startswith("req_"), f"no Request-Id on error: {exc.request_id!r}"
     if mentions is not None:
         assert mentions in str(exc.user_message or ""), f"message does not name {mentions!r}: {exc.user_message!r}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# a loopback webhook receiver
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One POST a receiver got: the path, the headers (names lower-cased) and the body's exact bytes."""
+
+    path: str
+    headers: dict
+    raw: bytes
+
+    @property
+    def signature(self) -> Optional[str]:
+        return self.headers.get("stripe-signature")
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 (free port, own thread) that answers every POST with 200 and records it.
+
+    The SDK parsing happens in the test, on the recorded raw bytes, exactly as a webhook handler would get them.
+    """
+
+    def __init__(self) -> None:
+        self._queue: "queue.Queue[Delivery]" = queue.Queue()
+        deliveries = self._queue
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)  # raw bytes, never re-serialized
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                deliveries.put(Delivery(self.path, headers, raw))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread.start()
+        self._seen: list[Delivery] = []
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_for(self, match: Callable[[Delivery], bool], timeout: float = 15.0, what: str = "a delivery") -> Delivery:
+        """The first delivery (already received or arriving within `timeout` seconds) for which `match` holds."""
+        for d in self._seen:
+            if match(d):
+                return d
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                got = [(d.path, d.raw[:200]) for d in self._seen]
+                raise AssertionError(f"no delivery of {what} within {timeout}s; received: {got!r}")
+            try:
+                d = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            self._seen.append(d)
+            if match(d):
+                return d
+
+    def wait_for_event(self, event_id: str, path: Optional[str] = None, timeout: float = 15.0) -> Delivery:
+        """The delivery whose body carries `event_id` (thin notification or snapshot event), optionally on `path`."""
+        def match(d: Delivery) -> bool:
+            if path is not None and d.path != path:
+                return False
+            try:
+                return json.loads(d.raw).get("id") == event_id
+            except ValueError:
+                return False
+
+        return self.wait_for(match, timeout, what=f"event {event_id}" + (f" on {path}" if path else ""))
+
+    @property
+    def received(self) -> list[Delivery]:
+        """Every delivery received so far."""
+        while True:
+            try:
+                self._seen.append(self._queue.get_nowait())
+            except queue.Empty:
+                return list(self._seen)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
