@@ -7,6 +7,7 @@ mod errors;
 mod events;
 mod idempotency;
 mod pagination;
+mod retention;
 mod routing;
 mod support;
 mod validation;

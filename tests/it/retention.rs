@@ -36,7 +36,11 @@ async fn events_and_idempotency_keys_expire_after_their_retention() {
         context: None,
     };
     let old = store
-        .publish_event(scope.clone(), key("k1", "a"), thin("v2.core.account.created"))
+        .publish_event(
+            scope.clone(),
+            key("k1", "a"),
+            thin("v2.core.account.created"),
+        )
         .await
         .unwrap();
     clock.advance_ms(29 * DAY_MS);
@@ -46,7 +50,10 @@ async fn events_and_idempotency_keys_expire_after_their_retention() {
         .unwrap();
     clock.advance_ms(2 * DAY_MS);
 
-    store.prune(30 * DAY_MS, IDEMPOTENCY_RETENTION_MS).await.unwrap();
+    store
+        .prune(30 * DAY_MS, IDEMPOTENCY_RETENTION_MS)
+        .await
+        .unwrap();
 
     let gone = store
         .get_event(scope.clone(), old.id.clone(), Family::Thin)
@@ -77,13 +84,24 @@ async fn idempotency_key_replays_within_retention() {
         context: None,
     };
     let first = store
-        .publish_event(scope.clone(), key("k", "a"), thin("v2.core.account.created"))
+        .publish_event(
+            scope.clone(),
+            key("k", "a"),
+            thin("v2.core.account.created"),
+        )
         .await
         .unwrap();
     clock.advance_ms(29 * DAY_MS);
-    store.prune(30 * DAY_MS, IDEMPOTENCY_RETENTION_MS).await.unwrap();
+    store
+        .prune(30 * DAY_MS, IDEMPOTENCY_RETENTION_MS)
+        .await
+        .unwrap();
     let replay = store
-        .publish_event(scope.clone(), key("k", "a"), thin("v2.core.account.created"))
+        .publish_event(
+            scope.clone(),
+            key("k", "a"),
+            thin("v2.core.account.created"),
+        )
         .await
         .unwrap();
     assert_eq!(replay.id, first.id);

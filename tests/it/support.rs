@@ -1,11 +1,10 @@
 //! `TestApp`: a real eventd on a loopback port with a temporary data directory and a manual clock,
 //! plus small request helpers that return `(status, headers, JSON)` and shared assertions.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use eventd::app::Application;
-use eventd::clock::{Clock, SharedClock};
+use eventd::clock::{ManualClock, SharedClock};
 use eventd::config::{BootstrapKeys, Config};
 use eventd::store::Store;
 use reqwest::header::HeaderMap;
@@ -18,15 +17,6 @@ pub const DEFAULT_VERSION: &str = "2026-10-28.endive";
 /// 2026-03-01T12:00:00.123Z: a start time with a non-zero millisecond part.
 pub const T0_MS: i64 = 1_772_366_400_123;
 pub const T0: &str = "2026-03-01T12:00:00.123Z";
-
-/// A clock that moves only when a test says so.
-pub struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 pub struct TestApp {
     pub base: String,
@@ -51,7 +41,7 @@ impl TestApp {
             live: LIVE_KEY.to_owned(),
         });
         configure(&mut config);
-        let clock = Arc::new(ManualClock(AtomicI64::new(T0_MS)));
+        let clock = ManualClock::new(T0_MS);
         let shared: SharedClock = clock.clone();
         let app = Application::build(config, shared)
             .await
@@ -83,11 +73,7 @@ impl TestApp {
 
     /// Moves the server's clock forward.
     pub fn advance_ms(&self, ms: i64) {
-        self.clock.0.fetch_add(ms, Ordering::SeqCst);
-    }
-
-    pub fn now_ms(&self) -> i64 {
-        self.clock.now_ms()
+        self.clock.advance_ms(ms);
     }
 
     /// A connected account of `parent`, with its own keys.
@@ -348,7 +334,7 @@ pub fn webhook(name: &str, events: &[&str]) -> Value {
 
 /// A URL that nothing listens on (deliveries, if any, fail locally).
 pub fn hook_url(name: &str) -> String {
-    format!("https://hooks.example.invalid/{}", name.replace(' ', "-"))
+    format!("https://127.0.0.1:9/{}", name.replace(' ', "-"))
 }
 
 /// Sets `body[key] = value` and returns the body.
