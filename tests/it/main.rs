@@ -2,11 +2,19 @@
 
 mod accounts;
 mod conventions;
+mod crash;
+mod delivery_isolation;
+mod delivery_log;
+mod delivery_retries;
+mod delivery_signing;
+mod delivery_support;
+mod delivery_targets;
 mod destinations;
 mod errors;
 mod events;
 mod idempotency;
 mod pagination;
+mod receiver;
 mod retention;
 mod routing;
 mod support;
