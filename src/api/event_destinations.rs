@@ -246,6 +246,18 @@ fn rfc3986_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
 }
 
+/// True when the request target eventd sends (the parsed URL's path and query) is the one written.
+fn sent_as_given(s: &str, u: &url::Url) -> bool {
+    let after_scheme = s.find("://").map_or(s, |i| &s[i + 3..]);
+    let written = after_scheme.find(['/', '?']).map_or("", |i| &after_scheme[i..]);
+    let mut sent = u.path().to_owned();
+    if let Some(q) = u.query() {
+        sent.push('?');
+        sent.push_str(q);
+    }
+    written.is_empty() || written == sent || (written.starts_with('?') && sent == format!("/{written}"))
+}
+
 /// An absolute http(s) URL with a host, no user info, no fragment; https in live mode; a literal
 /// address only when the address policy permits it.
 fn webhook_url(
@@ -272,6 +284,9 @@ fn webhook_url(
         Ok(_) if !s.chars().all(rfc3986_char) => {
             Some("Must contain only URL characters; percent-encode anything else.")
         }
+        Ok(u) if !sent_as_given(&s, &u) => Some(
+            "Its path or query would not be sent exactly as given; percent-encode characters such as ' in it.",
+        ),
         Ok(u) if mode == Mode::Live && u.scheme() != "https" => {
             Some("Live mode requires an https URL.")
         }

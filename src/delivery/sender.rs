@@ -179,8 +179,7 @@ impl Sender {
         SendResult {
             status: Some(status),
             error,
-            response_prefix: (!prefix.is_empty())
-                .then(|| String::from_utf8_lossy(&prefix).into_owned()),
+            response_prefix: (!prefix.is_empty()).then(|| text_prefix(&prefix)),
             retry_after,
         }
     }
@@ -202,5 +201,43 @@ impl Sender {
         } else {
             format!("request_error: {root}")
         }
+    }
+}
+
+/// The body prefix as text of at most `RESPONSE_PREFIX_BYTES` bytes, cut at a character boundary
+/// (a character split by the byte limit is dropped, invalid bytes become U+FFFD).
+fn text_prefix(bytes: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    if let Err(e) = std::str::from_utf8(bytes) {
+        if e.error_len().is_none() {
+            // Only the last character was cut off by the limit: drop it rather than replace it.
+            text = String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned();
+        }
+    }
+    let mut end = text.len().min(RESPONSE_PREFIX_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_prefixes_stay_within_the_limit() {
+        for body in [
+            "a".repeat(10_000),
+            "ü🦀".repeat(2_000),
+            "🦀".repeat(100),
+        ] {
+            let bytes = body.as_bytes();
+            let prefix = text_prefix(&bytes[..bytes.len().min(RESPONSE_PREFIX_BYTES)]);
+            assert!(prefix.len() <= RESPONSE_PREFIX_BYTES, "{}", prefix.len());
+            assert!(body.starts_with(&prefix));
+        }
+        assert_eq!(text_prefix(&[0xff, b'a']), "\u{fffd}a");
     }
 }

@@ -1,0 +1,106 @@
+//! Isolation (case C07): a receiver slower than the attempt timeout holds up nobody else; its
+//! attempt is cut at the timeout, recorded as failed, and retried with the same id and bytes,
+//! never in a parallel burst.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::delivery_support::*;
+use super::receiver::{statuses, Received, Reply, TestReceiver};
+
+#[tokio::test]
+async fn c07_a_slow_receiver_neither_delays_others_nor_gets_a_parallel_burst() {
+    let timeout = Duration::from_secs(1);
+    let app = DeliveryApp::start(|c| {
+        c.delivery.attempt_timeout = timeout;
+        c.delivery.retry_schedule = schedule(&[1]);
+    })
+    .await;
+    let mut slow =
+        TestReceiver::start(vec![Reply::status(200).after(Duration::from_secs(6))]).await;
+    let mut fast = TestReceiver::start(statuses(&[200])).await;
+    let d1 = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &slow.url("/slow"))
+        .await;
+    let d2 = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &fast.url("/fast"))
+        .await;
+
+    let mut events = Vec::new();
+    for n in 0..2 {
+        // The second event is emitted while the slow receiver holds the first attempt open.
+        let sent = Instant::now();
+        let e = app.emit_thin(json!({"n": n})).await;
+        let got = fast.expect(PROMPT, "the fast receiver's delivery").await;
+        let waited = sent.elapsed();
+        assert_eq!(got.event_id(), e["id"].as_str().unwrap());
+        assert_signed(&got, &d2.secret, &[&d1.secret]);
+        assert!(
+            waited < timeout.mul_f64(0.8),
+            "event {n}: the fast destination waited {waited:?} (slow one times out after {timeout:?})"
+        );
+        let first = slow
+            .expect(PROMPT, "the slow receiver's first attempt")
+            .await;
+        assert_eq!(first.event_id(), e["id"].as_str().unwrap());
+        events.push(first);
+    }
+
+    // Each event reaches the slow receiver twice (first attempt + one retry), no more.
+    let mut by_event: HashMap<String, Vec<Received>> = HashMap::new();
+    for first in &events {
+        by_event
+            .entry(first.event_id())
+            .or_default()
+            .push(first.clone());
+    }
+    for _ in 0..2 {
+        let got = slow.expect(MAX_WAIT, "a retry").await;
+        by_event.entry(got.event_id()).or_default().push(got);
+    }
+    slow.expect_none(Duration::from_secs(3), "the schedule has ended")
+        .await;
+    fast.expect_none(Duration::from_millis(100), "one delivery per event")
+        .await;
+
+    let log = app.wait_attempts(Of::Destination, &d1.id, 4).await;
+    for (id, got) in &by_event {
+        assert_eq!(got.len(), 2, "{id}: first attempt and one retry");
+        assert_signed(&got[1], &d1.secret, &[]);
+        assert_eq!(
+            got[1].body, got[0].body,
+            "{id}: the retry sends the same bytes"
+        );
+        let g = got[1].at.duration_since(got[0].at);
+        assert!(
+            g >= Duration::from_millis(1800),
+            "{id}: retried {g:?} after the first attempt (timeout 1 s + delay 1 s -10%)"
+        );
+        let attempts = of_event(&log, id);
+        assert_eq!(attempts.len(), 2, "{id}: two attempts: {attempts:#?}");
+        for (i, a) in attempts.iter().enumerate() {
+            assert_eq!(a["attempt"], i + 1, "{a}");
+            assert_eq!(a["outcome"], "failed", "{a}");
+            assert!(a["http_status"].is_null(), "no status after a timeout: {a}");
+            let error = a["error"].as_str().unwrap_or_default();
+            assert!(error.starts_with("timeout"), "a timeout reason: {a}");
+            let latency = a["latency_ms"].as_i64().unwrap();
+            assert!(
+                (900..3000).contains(&latency),
+                "attempt cut at the {timeout:?} timeout: {a}"
+            );
+        }
+        // Never two attempts of one delivery at once: the retry starts after the first ended.
+        let first_end = ms(&attempts[0]["created"]) + attempts[0]["latency_ms"].as_i64().unwrap();
+        assert!(
+            ms(&attempts[1]["created"]) >= first_end,
+            "{id}: the retry overlapped the first attempt: {attempts:#?}"
+        );
+        assert!(
+            attempts[1]["next_attempt"].is_null(),
+            "terminal: {attempts:#?}"
+        );
+    }
+}

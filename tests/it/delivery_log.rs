@@ -1,0 +1,207 @@
+//! The delivery log and manual resend (eventd extensions): attempts of an event and of a
+//! destination, newest first and paginated; resend delivers again at once; other accounts' and
+//! other modes' ids answer 404.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::delivery_support::*;
+use super::receiver::{statuses, TestReceiver};
+use super::support::{Call, EVENTS, LIVE_KEY, TEST_KEY};
+
+fn resend_path(event: &str) -> String {
+    format!("{EVENTS}/{event}/resend")
+}
+
+#[tokio::test]
+async fn delivery_log_lists_attempts_of_events_and_destinations_newest_first() {
+    let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[1])).await;
+    let mut r = TestReceiver::start(statuses(&[500, 200])).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/hook"))
+        .await;
+    let e = app.emit_thin(json!({"logged": true})).await;
+    let id = e["id"].as_str().unwrap();
+    r.expect(PROMPT, "first attempt").await;
+    r.expect(MAX_WAIT, "retry").await;
+    let log = app.wait_attempts(Of::Event, id, 2).await;
+
+    let (first, second) = (&log[0], &log[1]);
+    for (a, n) in [(first, 1), (second, 2)] {
+        assert_eq!(a["object"], "eventd.delivery_attempt", "{a}");
+        assert_eq!(a["attempt"], n, "{a}");
+        assert_eq!(a["event"], id, "{a}");
+        assert_eq!(a["event_destination"], d.id.as_str(), "{a}");
+        assert!(a["latency_ms"].as_i64().is_some_and(|l| l >= 0), "{a}");
+        assert!(a["created"].is_string(), "{a}");
+    }
+    assert_eq!(first["outcome"], "failed");
+    assert_eq!(first["http_status"], 500);
+    assert!(first["error"].is_string(), "{first}");
+    let due = ms(&first["next_attempt"]);
+    let gap = due - ms(&first["created"]);
+    assert!(
+        (900..=1100 + 1000).contains(&gap),
+        "next_attempt 1 s later: {first}"
+    );
+    assert_eq!(second["outcome"], "succeeded");
+    assert_eq!(second["http_status"], 200);
+    assert!(second["error"].is_null(), "{second}");
+    assert!(second["next_attempt"].is_null(), "{second}");
+    assert!(
+        ms(&second["created"]) >= due - 50,
+        "retried when due: {log:#?}"
+    );
+
+    // Newest first on the wire; pages of one give the same attempts.
+    let page = app.get(&Of::Event.path(id)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body["data"][0]["attempt"], 2, "newest first");
+    let paged = app
+        .list_all(&format!("{}?limit=1", Of::Event.path(id)), TEST_KEY)
+        .await;
+    let mut paged_oldest_first = paged.clone();
+    paged_oldest_first.reverse();
+    assert_eq!(paged_oldest_first, log, "pages of one");
+    let one = app.get(&format!("{}?limit=1", Of::Event.path(id))).await;
+    assert_eq!(one.body["data"].as_array().unwrap().len(), 1);
+    assert!(one.body["next_page_url"].is_string(), "{}", one.body);
+
+    // The destination's log holds the same attempts (and later the ping's).
+    assert_eq!(app.attempts(Of::Destination, &d.id).await, log);
+    let ping = app.ping(&d.id).await;
+    r.expect(PROMPT, "ping").await;
+    let by_dest = app.wait_attempts(Of::Destination, &d.id, 3).await;
+    assert_eq!(by_dest[2]["event"], ping["id"]);
+    let paged = app
+        .list_all(
+            &format!("{}?limit=2", Of::Destination.path(&d.id)),
+            TEST_KEY,
+        )
+        .await;
+    assert_eq!(paged.len(), 3, "pages of two: {paged:#?}");
+}
+
+#[tokio::test]
+async fn resend_delivers_the_same_event_again_now() {
+    let app = DeliveryApp::start(|_| {}).await;
+    let mut r = TestReceiver::start(statuses(&[200])).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/hook"))
+        .await;
+    let e = app.emit_thin(json!({"again": true})).await;
+    let id = e["id"].as_str().unwrap();
+    let first = r.expect(PROMPT, "delivery").await;
+    app.wait_attempts(Of::Event, id, 1).await;
+
+    let resent = app
+        .post(&resend_path(id), json!({"event_destination": d.id}))
+        .await;
+    assert_eq!(resent.status, 200, "{}", resent.body);
+    let again = r.expect(PROMPT, "the resend").await;
+    assert_signed(&again, &d.secret, &[]);
+    assert_eq!(again.event_id(), id);
+    assert_eq!(again.body, first.body, "the same bytes again");
+    let log = app.wait_attempts(Of::Event, id, 2).await;
+    assert!(log.iter().all(|a| a["outcome"] == "succeeded"), "{log:#?}");
+    r.expect_none(Duration::from_millis(300), "one resend, one delivery")
+        .await;
+}
+
+#[tokio::test]
+async fn delivery_log_and_resend_answer_404_for_other_accounts_and_modes() {
+    let app = DeliveryApp::start(|_| {}).await;
+    let mut r = TestReceiver::start(statuses(&[200])).await;
+    let mut r_other = TestReceiver::start(statuses(&[200])).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/mine"))
+        .await;
+    let e = app.emit_thin(json!({})).await;
+    let id = e["id"].as_str().unwrap().to_owned();
+    r.expect(PROMPT, "own delivery").await;
+
+    let other = app.other_account().await;
+    let created = app
+        .send(
+            Call::post(
+                super::support::DESTINATIONS,
+                json!({
+                    "name": "other", "type": "webhook_endpoint", "event_payload": "thin",
+                    "enabled_events": [THIN_TYPE], "webhook_endpoint": {"url": r_other.url("/other")},
+                }),
+            )
+            .key(&other.test_key),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let other_d = created.body["id"].as_str().unwrap().to_owned();
+    let emitted = app
+        .send(Call::post(EVENTS, thin_event(json!({}))).key(&other.test_key))
+        .await;
+    assert_eq!(emitted.status, 200, "{}", emitted.body);
+    let other_e = emitted.body["id"].as_str().unwrap().to_owned();
+    r_other.expect(PROMPT, "the other account's delivery").await;
+
+    let resend = |event: &str, dest: &str| {
+        Call::post(&resend_path(event), json!({"event_destination": dest}))
+    };
+    let cases: Vec<(&str, Call)> = vec![
+        (
+            "other account: event log",
+            Call::get(&Of::Event.path(&id)).key(&other.test_key),
+        ),
+        (
+            "other account: destination log",
+            Call::get(&Of::Destination.path(&d.id)).key(&other.test_key),
+        ),
+        (
+            "other account: resend",
+            resend(&id, &d.id).key(&other.test_key),
+        ),
+        (
+            "live key: event log",
+            Call::get(&Of::Event.path(&id)).key(LIVE_KEY),
+        ),
+        (
+            "live key: destination log",
+            Call::get(&Of::Destination.path(&d.id)).key(LIVE_KEY),
+        ),
+        ("live key: resend", resend(&id, &d.id).key(LIVE_KEY)),
+        (
+            "another account's event log",
+            Call::get(&Of::Event.path(&other_e)),
+        ),
+        (
+            "another account's destination log",
+            Call::get(&Of::Destination.path(&other_d)),
+        ),
+        ("resend another account's event", resend(&other_e, &d.id)),
+        (
+            "resend to another account's destination",
+            resend(&id, &other_d),
+        ),
+        (
+            "unknown event",
+            Call::get(&Of::Event.path("evt_test_doesnotexist")),
+        ),
+        (
+            "unknown destination",
+            Call::get(&Of::Destination.path("ed_test_doesnotexist")),
+        ),
+    ];
+    for (what, call) in cases {
+        let got = app.send(call).await;
+        assert_eq!(got.status, 404, "{what}: {}", got.body);
+        assert_eq!(
+            got.body["error"]["code"], "not_found",
+            "{what}: {}",
+            got.body
+        );
+    }
+    r.expect_none(Duration::from_millis(500), "no cross-account resend")
+        .await;
+    r_other
+        .expect_none(Duration::from_millis(100), "no cross-account resend")
+        .await;
+}

@@ -1,0 +1,383 @@
+//! Retries (cases C05, C06, C08, C12 and Retry-After): one attempt per scheduled time with
+//! growing gaps and a terminal state, one event id and byte-identical bodies across attempts,
+//! retries that survive a restart, and the rule for disabled and deleted destinations.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::delivery_support::*;
+use super::receiver::{statuses, Received, Reply, TestReceiver};
+use super::support::{DESTINATIONS, EVENTS, TEST_KEY};
+
+/// Another thin type, for a destination that must not see the failing destination's events.
+const OTHER_TYPE: &str = "v2.core.account.updated";
+
+fn gap(a: &Received, b: &Received) -> Duration {
+    b.at.duration_since(a.at)
+}
+
+/// C06: `R` always answers `status`; one ping; schedule 1s,2s,3s compressed from the real one.
+async fn c06_never_ending_failure(status: u16) {
+    let delays = [1u64, 2, 3];
+    let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&delays)).await;
+    let mut r = TestReceiver::start(statuses(&[status])).await;
+    let mut r2 = TestReceiver::start(statuses(&[200])).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/failing"))
+        .await;
+    let d2 = app
+        .webhook(Payload::Thin, &[OTHER_TYPE], &r2.url("/ok"))
+        .await;
+    let ping = app.ping(&d.id).await;
+
+    let mut arrivals = Vec::new();
+    for n in 1..=delays.len() + 1 {
+        let got = r.expect(MAX_WAIT, &format!("attempt {n}")).await;
+        assert_signed(&got, &d.secret, &[]);
+        assert_eq!(
+            got.event_id(),
+            ping["id"].as_str().unwrap(),
+            "attempt {n}: event id"
+        );
+        arrivals.push(got);
+        if n == 1 || n == 3 {
+            // Meanwhile another destination gets its events at once.
+            let sent = Instant::now();
+            let e = app
+                .emit(thin_event_of(OTHER_TYPE, json!({"during": n})))
+                .await;
+            let other = r2
+                .expect(PROMPT, "the healthy destination's delivery")
+                .await;
+            assert_eq!(other.event_id(), e["id"].as_str().unwrap());
+            assert_signed(&other, &d2.secret, &[&d.secret]);
+            assert!(
+                sent.elapsed() < Duration::from_secs(1),
+                "healthy destination waited {:?} while {status} retries were pending",
+                sent.elapsed()
+            );
+        }
+    }
+    r.expect_none(Duration::from_secs(4), "the schedule has ended")
+        .await;
+
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| gap(&w[0], &w[1])).collect();
+    for (i, (g, d)) in gaps.iter().zip(delays).enumerate() {
+        let d = Duration::from_secs(d);
+        assert!(
+            *g >= d.mul_f64(0.9) - Duration::from_millis(20),
+            "{status}: gap before attempt {} is {g:?}, scheduled {d:?} (-10% jitter at most); gaps {gaps:?}",
+            i + 2
+        );
+        assert!(
+            *g <= d.mul_f64(1.1) + Duration::from_millis(1500),
+            "{status}: gap before attempt {} is {g:?}, scheduled {d:?}; gaps {gaps:?}",
+            i + 2
+        );
+    }
+    assert!(
+        gaps.windows(2).all(|w| w[0] < w[1]),
+        "{status}: gaps grow: {gaps:?}"
+    );
+
+    let log = app.wait_attempts(Of::Destination, &d.id, 4).await;
+    assert_eq!(log.len(), 4, "{status}: exactly 4 attempts: {log:#?}");
+    for (i, a) in log.iter().enumerate() {
+        let last = i == 3;
+        assert_eq!(a["attempt"], i + 1, "{status}: {a}");
+        assert_eq!(a["outcome"], "failed", "{status}: {a}");
+        assert_eq!(a["http_status"], status, "{status}: {a}");
+        assert!(a["error"].is_string(), "{status}: error recorded: {a}");
+        assert_eq!(a["event"], ping["id"], "{status}: {a}");
+        assert_eq!(
+            a["next_attempt"].is_null(),
+            last,
+            "{status}: next_attempt set until the last attempt: {a}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn c06_permanent_failures_follow_the_schedule_then_stop() {
+    run_cases(vec![
+        case("always 403", c06_never_ending_failure(403)),
+        case("always 500", c06_never_ending_failure(500)),
+    ])
+    .await;
+}
+
+/// C08: `R` answers 500, 500, 200; a second destination answers 200.
+async fn c08_one_event_one_id(payload: Payload) {
+    let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[1, 1, 1])).await;
+    let mut r = TestReceiver::start(statuses(&[500, 500, 200])).await;
+    let mut r2 = TestReceiver::start(statuses(&[200])).await;
+    let ty = match payload {
+        Payload::Thin => THIN_TYPE,
+        Payload::Snapshot => SNAPSHOT_TYPE,
+    };
+    let d = app.webhook(payload, &[ty], &r.url("/flaky")).await;
+    let d2 = app.webhook(payload, &[ty], &r2.url("/steady")).await;
+    let e = match payload {
+        Payload::Thin => app.emit_thin(json!({"once": true})).await,
+        Payload::Snapshot => {
+            app.emit(snapshot_event(
+                json!({"id": "cus_once", "object": "customer"}),
+            ))
+            .await
+        }
+    };
+    let id = e["id"].as_str().unwrap();
+    let mut bodies = Vec::new();
+    for n in 1..=3 {
+        let got = r.expect(MAX_WAIT, &format!("attempt {n}")).await;
+        assert_signed(&got, &d.secret, &[&d2.secret]);
+        assert_eq!(got.event_id(), id, "attempt {n}: event id");
+        bodies.push(got.body);
+    }
+    let other = r2.expect(PROMPT, "second destination").await;
+    assert_signed(&other, &d2.secret, &[&d.secret]);
+    assert_eq!(other.event_id(), id, "second destination: event id");
+    bodies.push(other.body);
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(
+            b,
+            &bodies[0],
+            "delivery {} differs from the first: {:?} vs {:?}",
+            i + 1,
+            String::from_utf8_lossy(b),
+            String::from_utf8_lossy(&bodies[0])
+        );
+    }
+    r.expect_none(Duration::from_millis(1500), "delivered; no more attempts")
+        .await;
+    r2.expect_none(Duration::from_millis(100), "one delivery")
+        .await;
+
+    if payload == Payload::Thin {
+        let events = app
+            .list_all(&format!("{EVENTS}?types[0]={ty}&limit=100"), TEST_KEY)
+            .await;
+        assert_eq!(
+            events.iter().map(|e| e["id"].clone()).collect::<Vec<_>>(),
+            vec![json!(id)],
+            "the events list shows one event"
+        );
+    }
+    let log = app.wait_attempts(Of::Event, id, 4).await;
+    let outcomes = |dest: &str| -> Vec<Value> {
+        log.iter()
+            .filter(|a| a["event_destination"] == dest)
+            .map(|a| a["outcome"].clone())
+            .collect()
+    };
+    assert_eq!(
+        outcomes(&d.id),
+        vec![json!("failed"), json!("failed"), json!("succeeded")]
+    );
+    assert_eq!(outcomes(&d2.id), vec![json!("succeeded")]);
+}
+
+#[tokio::test]
+async fn c08_every_attempt_to_every_destination_carries_one_id_and_the_same_bytes() {
+    run_cases(vec![
+        case("thin", c08_one_event_one_id(Payload::Thin)),
+        case("snapshot", c08_one_event_one_id(Payload::Snapshot)),
+    ])
+    .await;
+}
+
+/// C05 (in process): a delivery waiting for its retry survives a restart on the same data.
+#[tokio::test]
+async fn c05_a_pending_retry_survives_a_restart() {
+    let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[2])).await;
+    let mut r = TestReceiver::start(statuses(&[503])).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/hook"))
+        .await;
+    let e = app.emit_thin(json!({"survives": "restart"})).await;
+    let id = e["id"].as_str().unwrap();
+    let first = r.expect(PROMPT, "first attempt").await;
+    assert_eq!(first.event_id(), id);
+    let log = app.wait_attempts(Of::Event, id, 1).await;
+    assert!(
+        log[0]["next_attempt"].is_string(),
+        "a retry is due: {log:#?}"
+    );
+
+    let app = app.restart().await;
+    r.set_replies(statuses(&[200]));
+    let retry = r.expect(MAX_WAIT, "the retry after the restart").await;
+    assert_signed(&retry, &d.secret, &[]);
+    assert_eq!(retry.event_id(), id, "same event id after the restart");
+    assert_eq!(retry.body, first.body, "same body after the restart");
+    let log = app.wait_attempts(Of::Event, id, 2).await;
+    assert_eq!(log[1]["outcome"], "succeeded", "{log:#?}");
+
+    // New events flow too.
+    let e2 = app.emit_thin(json!({"after": "restart"})).await;
+    let got = r.expect(PROMPT, "a new event after the restart").await;
+    assert_eq!(got.event_id(), e2["id"].as_str().unwrap());
+    r.expect_none(Duration::from_millis(500), "nothing else")
+        .await;
+}
+
+/// Retry-After on 429 and 503 lengthens the next delay (never shortens it).
+async fn retry_after(status: u16) {
+    let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[1])).await;
+    let mut r = TestReceiver::start(vec![
+        Reply::status(status).header("Retry-After", "2"),
+        Reply::status(200),
+    ])
+    .await;
+    app.webhook(Payload::Thin, &[THIN_TYPE], &r.url("/busy"))
+        .await;
+    let e = app.emit_thin(json!({})).await;
+    let first = r.expect(PROMPT, "first attempt").await;
+    let second = r.expect(MAX_WAIT, "the retry").await;
+    assert_eq!(second.event_id(), e["id"].as_str().unwrap());
+    let g = gap(&first, &second);
+    assert!(
+        g >= Duration::from_millis(1980),
+        "{status} with Retry-After: 2 under a 1 s schedule: retried after {g:?}"
+    );
+    assert!(
+        g < Duration::from_secs(5),
+        "{status}: retried only after {g:?}"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_when_longer_than_the_schedule() {
+    run_cases(vec![
+        case("429", retry_after(429)),
+        case("503", retry_after(503)),
+    ])
+    .await;
+}
+
+/// C12: disabling cancels retries that come due while disabled; events emitted while disabled
+/// are listed but never delivered; after enabling, new events flow.
+async fn c12_disable_cancels_due_retries() {
+    let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[1, 1])).await;
+    let mut r = TestReceiver::start(statuses(&[500])).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/hook"))
+        .await;
+    let e1 = app.emit_thin(json!({"e": 1})).await;
+    let e1_id = e1["id"].as_str().unwrap();
+    r.expect(PROMPT, "E1's first attempt").await;
+    let log = app.wait_attempts(Of::Event, e1_id, 1).await;
+    let retry_due = ms(&log[0]["next_attempt"]);
+
+    let disabled = app.action(&d.id, "disable").await;
+    let disabled_at = ms(&disabled["updated"]);
+    let e2 = app.emit_thin(json!({"e": 2})).await;
+    let ping = app.ping(&d.id).await;
+    // Past E1's retry, plus the worker's one-second sweep and polling, nothing arrives.
+    let wait = retry_due - chrono::Utc::now().timestamp_millis() + 2500;
+    r.expect_none(
+        Duration::from_millis(wait.max(0) as u64),
+        "the destination is disabled",
+    )
+    .await;
+
+    app.action(&d.id, "enable").await;
+    r.set_replies(statuses(&[200]));
+    let e3 = app.emit_thin(json!({"e": 3})).await;
+    let got = r.expect(PROMPT, "E3 after enabling").await;
+    assert_eq!(
+        got.event_id(),
+        e3["id"].as_str().unwrap(),
+        "only E3 arrives"
+    );
+    assert_signed(&got, &d.secret, &[]);
+    r.expect_none(
+        Duration::from_millis(1500),
+        "E1's cancelled retry and E2 stay undelivered",
+    )
+    .await;
+
+    let listed: Vec<Value> = app
+        .list_all(&format!("{EVENTS}?limit=100"), TEST_KEY)
+        .await
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    for e in [&e1, &e2, &e3, &ping] {
+        assert!(listed.contains(&e["id"]), "{} listed: {listed:?}", e["id"]);
+    }
+    let e1_log = app.attempts(Of::Event, e1_id).await;
+    assert_eq!(e1_log.len(), 1, "E1: no attempt after disable: {e1_log:#?}");
+    assert!(ms(&e1_log[0]["created"]) < disabled_at);
+    for e in [&e2, &ping] {
+        let log = app.attempts(Of::Event, e["id"].as_str().unwrap()).await;
+        assert!(log.is_empty(), "{} never attempted: {log:#?}", e["id"]);
+    }
+    let e3_log = app.attempts(Of::Event, e3["id"].as_str().unwrap()).await;
+    assert_eq!(e3_log.len(), 1);
+    assert_eq!(e3_log[0]["outcome"], "succeeded");
+}
+
+/// C12: disabling and enabling again before the retry is due keeps the retry.
+async fn c12_reenable_before_due_keeps_the_retry() {
+    let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[3])).await;
+    let mut r = TestReceiver::start(statuses(&[500, 200])).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/hook"))
+        .await;
+    let e = app.emit_thin(json!({})).await;
+    let first = r.expect(PROMPT, "first attempt").await;
+    app.wait_attempts(Of::Event, e["id"].as_str().unwrap(), 1)
+        .await;
+    app.action(&d.id, "disable").await;
+    app.action(&d.id, "enable").await;
+    let retry = r.expect(MAX_WAIT, "the retry").await;
+    assert_eq!(retry.event_id(), e["id"].as_str().unwrap());
+    assert!(gap(&first, &retry) >= Duration::from_millis(2650));
+}
+
+/// C12: deleting a destination cancels its pending retries.
+async fn c12_delete_cancels_retries() {
+    let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[1, 1])).await;
+    let mut r = TestReceiver::start(statuses(&[500])).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/hook"))
+        .await;
+    let e = app.emit_thin(json!({})).await;
+    let id = e["id"].as_str().unwrap();
+    r.expect(PROMPT, "first attempt").await;
+    let log = app.wait_attempts(Of::Event, id, 1).await;
+    let retry_due = ms(&log[0]["next_attempt"]);
+    let deleted = app
+        .send(super::support::Call::delete(&format!(
+            "{DESTINATIONS}/{}",
+            d.id
+        )))
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let wait = retry_due - chrono::Utc::now().timestamp_millis() + 2500;
+    r.expect_none(
+        Duration::from_millis(wait.max(0) as u64),
+        "the destination is deleted",
+    )
+    .await;
+    let log = app.attempts(Of::Event, id).await;
+    assert_eq!(log.len(), 1, "no attempt after delete: {log:#?}");
+}
+
+#[tokio::test]
+async fn c12_disabled_and_deleted_destinations_follow_one_rule() {
+    run_cases(vec![
+        case(
+            "disable cancels due retries",
+            c12_disable_cancels_due_retries(),
+        ),
+        case(
+            "re-enable before due keeps the retry",
+            c12_reenable_before_due_keeps_the_retry(),
+        ),
+        case("delete cancels retries", c12_delete_cancels_retries()),
+    ])
+    .await;
+}
