@@ -25,7 +25,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
-        let store = Store::open(&config.store.data_dir, clock.clone())?;
+        let store = Store::connect(&config.store, clock.clone()).await?;
         let keys = config
             .bootstrap_keys
             .as_ref()

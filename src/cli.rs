@@ -90,12 +90,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(config) => serve(config).await,
         Command::Migrate(store) => {
-            let path = Store::migrate(&store.data_dir)?;
-            println!("migrated {}", path.display());
+            let what = Store::migrate(&store).await?;
+            println!("migrated {what}");
             Ok(())
         }
         Command::Accounts(AccountsCommand::Create { parent, store }) => {
-            let store = Store::open(&store.data_dir, clock::system())?;
+            let store = Store::connect(&store, clock::system()).await?;
             let created = store.create_account(parent).await.map_err(|e| match e {
                 crate::store::StoreError::NotFound => anyhow::anyhow!("no such parent account"),
                 other => other.into(),
@@ -106,7 +106,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Accounts(AccountsCommand::List { store }) => {
-            let store = Store::open(&store.data_dir, clock::system())?;
+            let store = Store::connect(&store, clock::system()).await?;
             for account in store.list_accounts().await? {
                 match account.parent_id {
                     Some(parent) => println!("{} parent={parent}", account.id),
@@ -116,7 +116,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Create { account, store }) => {
-            let store = Store::open(&store.data_dir, clock::system())?;
+            let store = Store::connect(&store, clock::system()).await?;
             let account = match account {
                 Some(a) => a,
                 None => store

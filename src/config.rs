@@ -15,9 +15,15 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4210";
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreConfig {
-    /// Directory holding the SQLite database.
+    /// Directory holding the SQLite database (when no --database is given).
     #[arg(long, env = "EVENTD_DATA_DIR", default_value = "./eventd-data")]
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://user@host:5432/db`): share one database between several nodes.
+    #[arg(long = "database", env = "EVENTD_DATABASE_URL")]
+    pub database: Option<String>,
+    /// PostgreSQL connections per node.
+    #[arg(long, env = "EVENTD_DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -177,7 +183,11 @@ impl Config {
             role: Role::All,
             listen: "127.0.0.1:0".parse().expect("valid literal address"),
             bootstrap_keys: None,
-            store: StoreConfig { data_dir },
+            store: StoreConfig {
+                data_dir,
+                database: None,
+                pool_size: 16,
+            },
             api: ApiConfig {
                 max_body_bytes: 1024 * 1024,
                 default_stripe_version: DEFAULT_STRIPE_VERSION.to_owned(),

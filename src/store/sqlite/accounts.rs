@@ -1,15 +1,11 @@
 //! Accounts and API keys (stored as SHA-256 hashes, never in clear).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use sha2::{Digest, Sha256};
 
 use crate::domain::account::{Account, KeyOwner};
 use crate::domain::Mode;
-use crate::store::StoreError;
+use crate::store::{hash_key, StoreError};
 
-pub fn hash_key(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
 
 pub fn insert_account(
     c: &Connection,

@@ -1,0 +1,114 @@
+//! The worker's side of the store on PostgreSQL: claims, outcomes, cancellation, the delivery log.
+
+use std::collections::HashMap;
+
+use super::{queries, PgStore, WORK_CHANNEL};
+use crate::domain::Scope;
+use crate::store::{AttemptsOf, ClaimedDelivery, Cursor, DeliveryAttempt, Page, StoreError};
+
+impl PgStore {
+    /// Leases due deliveries; `FOR UPDATE SKIP LOCKED` keeps two nodes from taking the same one.
+    pub async fn claim_deliveries(&self, wants: Vec<(String, usize)>, lease_ms: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut events = HashMap::new();
+        let mut out = Vec::new();
+        for (destination_id, n) in wants {
+            out.extend(queries::claim(&*tx, &destination_id, n, now, now + lease_ms, &mut events).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn record_attempt(&self, attempt: DeliveryAttempt) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        queries::record_attempt(&*tx, &attempt, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn release_deliveries(&self, ids: Vec<String>) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE deliveries SET lease_expires_ms = NULL WHERE id = ANY($1) AND status = 'pending'",
+                &[&ids],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn cancel_inactive_due(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = $1
+                 WHERE status = 'pending' AND next_attempt_ms <= $1
+                   AND (lease_expires_ms IS NULL OR lease_expires_ms <= $1)
+                   AND destination_id IN (SELECT id FROM event_destinations WHERE status = 'disabled' AND NOT deleted)",
+                &[&now],
+            )
+            .await?;
+        Ok(n as usize)
+    }
+
+    pub async fn deliverable_destinations(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id FROM event_destinations WHERE NOT deleted AND status = 'enabled' AND is_webhook",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending'", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    pub async fn pending_stats(&self) -> Result<(i64, Option<i64>), StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT COUNT(*), MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending'",
+                &[],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    pub async fn resend(&self, scope: Scope, event_id: String, destination_id: String) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let event = queries::get_event(&*tx, &scope, &event_id, None).await?;
+        let d = queries::get_destination(&*tx, &scope, &destination_id).await?;
+        queries::insert_delivery(&*tx, &event.id, &d.id, now).await?;
+        tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL]).await?;
+        tx.commit().await?;
+        self.new_work.notify_one();
+        Ok(())
+    }
+
+    pub async fn list_attempts(&self, scope: Scope, of: AttemptsOf, id: String, cursor: Cursor, limit: usize) -> Result<Page<DeliveryAttempt>, StoreError> {
+        let client = self.client().await?;
+        match of {
+            AttemptsOf::Event => queries::get_event(&**client, &scope, &id, None).await.map(drop)?,
+            AttemptsOf::Destination => queries::get_destination(&**client, &scope, &id).await.map(drop)?,
+        }
+        queries::attempts(&**client, of, &id, cursor, limit).await
+    }
+}

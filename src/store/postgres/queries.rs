@@ -1,0 +1,353 @@
+//! Row-level queries for PostgreSQL, mirroring the SQLite ones table by table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_postgres::GenericClient;
+
+use super::paging::{self, Param};
+use crate::config::IDEMPOTENCY_RETENTION_MS;
+use crate::domain::account::{Account, KeyOwner};
+use crate::domain::delivery::{AttemptOutcome, DeliveryAttempt};
+use crate::domain::destination::EventDestination;
+use crate::domain::event::{Event, Family};
+use crate::domain::{ids, Mode, Scope};
+use crate::store::{hash_key, AttemptsOf, ClaimedDelivery, Cursor, EventFilter, IdempotencyKey, Page, StoreError};
+
+fn family_str(f: Family) -> &'static str {
+    match f {
+        Family::Thin => "thin",
+        Family::Snapshot => "snapshot",
+    }
+}
+
+// --- accounts and keys ---
+
+pub async fn insert_account<C: GenericClient>(c: &C, id: &str, parent: Option<&str>, now: i64) -> Result<(), StoreError> {
+    if let Some(parent) = parent {
+        get_account(c, parent).await?.ok_or(StoreError::NotFound)?;
+    }
+    c.execute(
+        "INSERT INTO accounts (id, parent_id, created_ms) VALUES ($1, $2, $3)",
+        &[&id, &parent, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_key<C: GenericClient>(c: &C, account_id: &str, mode: Mode, secret: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO api_keys (hash, account_id, livemode, created_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (hash) DO NOTHING",
+        &[&hash_key(secret), &account_id, &mode.livemode(), &now],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn find_key<C: GenericClient>(c: &C, secret: &str) -> Result<Option<KeyOwner>, StoreError> {
+    let row = c
+        .query_opt("SELECT account_id, livemode FROM api_keys WHERE hash = $1", &[&hash_key(secret)])
+        .await?;
+    Ok(row.map(|r| KeyOwner {
+        account_id: r.get(0),
+        mode: Mode::from_livemode(r.get(1)),
+    }))
+}
+
+pub async fn get_account<C: GenericClient>(c: &C, id: &str) -> Result<Option<Account>, StoreError> {
+    let row = c
+        .query_opt("SELECT id, parent_id FROM accounts WHERE id = $1", &[&id])
+        .await?;
+    Ok(row.map(|r| Account {
+        id: r.get(0),
+        parent_id: r.get(1),
+    }))
+}
+
+pub async fn list_accounts<C: GenericClient>(c: &C) -> Result<Vec<Account>, StoreError> {
+    let rows = c
+        .query("SELECT id, parent_id FROM accounts ORDER BY created_ms, id", &[])
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Account {
+            id: r.get(0),
+            parent_id: r.get(1),
+        })
+        .collect())
+}
+
+pub async fn first_root_account<C: GenericClient>(c: &C) -> Result<Option<String>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT id FROM accounts WHERE parent_id IS NULL ORDER BY created_ms, id LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+// --- idempotency ---
+
+pub async fn check_idempotency<C: GenericClient>(c: &C, scope: &Scope, key: &IdempotencyKey, now: i64) -> Result<Option<String>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT fingerprint, resource_id FROM idempotency_keys
+             WHERE account_id = $1 AND livemode = $2 AND operation = $3 AND key = $4 AND created_ms >= $5",
+            &[&scope.account_id, &scope.mode.livemode(), &key.operation, &key.key, &(now - IDEMPOTENCY_RETENTION_MS)],
+        )
+        .await?;
+    match row {
+        Some(r) if r.get::<_, String>(0) != key.fingerprint => Err(StoreError::IdempotencyConflict),
+        Some(r) => Ok(Some(r.get(1))),
+        None => Ok(None),
+    }
+}
+
+pub async fn record_idempotency<C: GenericClient>(c: &C, scope: &Scope, key: &IdempotencyKey, resource_id: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO idempotency_keys (account_id, livemode, operation, key, fingerprint, resource_id, created_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (account_id, livemode, operation, key) DO UPDATE
+         SET fingerprint = EXCLUDED.fingerprint, resource_id = EXCLUDED.resource_id, created_ms = EXCLUDED.created_ms",
+        &[&scope.account_id, &scope.mode.livemode(), &key.operation, &key.key, &key.fingerprint, &resource_id, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+// --- event destinations ---
+
+pub async fn insert_destination<C: GenericClient>(c: &C, d: &EventDestination) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO event_destinations (id, account_id, livemode, status, is_webhook, body)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&d.id, &d.account_id, &d.mode.livemode(), &d.status.as_str(), &d.is_webhook(), &serde_json::to_string(d)?],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn save_destination<C: GenericClient>(c: &C, d: &EventDestination) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE event_destinations SET status = $2, body = $3 WHERE id = $1",
+        &[&d.id, &d.status.as_str(), &serde_json::to_string(d)?],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn count_webhooks<C: GenericClient>(c: &C, scope: &Scope) -> Result<usize, StoreError> {
+    let n: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM event_destinations
+             WHERE account_id = $1 AND livemode = $2 AND NOT deleted AND is_webhook",
+            &[&scope.account_id, &scope.mode.livemode()],
+        )
+        .await?
+        .get(0);
+    Ok(n as usize)
+}
+
+pub async fn get_destination<C: GenericClient>(c: &C, scope: &Scope, id: &str) -> Result<EventDestination, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT body FROM event_destinations
+             WHERE id = $1 AND account_id = $2 AND livemode = $3 AND NOT deleted",
+            &[&id, &scope.account_id, &scope.mode.livemode()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok(serde_json::from_str(row.get(0))?)
+}
+
+pub async fn delete_destination<C: GenericClient>(c: &C, id: &str, now: i64) -> Result<(), StoreError> {
+    c.execute("UPDATE event_destinations SET deleted = TRUE WHERE id = $1", &[&id])
+        .await?;
+    c.execute(
+        "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = $2
+         WHERE destination_id = $1 AND status = 'pending'",
+        &[&id, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn list_destinations<C: GenericClient>(c: &C, scope: &Scope, cursor: Cursor, limit: usize) -> Result<Page<EventDestination>, StoreError> {
+    let params: Vec<Param> = vec![Box::new(scope.account_id.clone()), Box::new(scope.mode.livemode())];
+    paging::fetch_page(
+        c,
+        "FROM event_destinations WHERE account_id = $1 AND livemode = $2 AND NOT deleted",
+        &params,
+        cursor,
+        limit,
+        |b| Ok(serde_json::from_str(b)?),
+    )
+    .await
+}
+
+pub async fn enabled_for_accounts<C: GenericClient>(c: &C, account_ids: &[&str], livemode: bool) -> Result<Vec<EventDestination>, StoreError> {
+    let ids: Vec<String> = account_ids.iter().map(|s| s.to_string()).collect();
+    let rows = c
+        .query(
+            "SELECT body FROM event_destinations
+             WHERE account_id = ANY($1) AND livemode = $2 AND NOT deleted AND status = 'enabled'",
+            &[&ids, &livemode],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(serde_json::from_str(r.get(0))?)).collect()
+}
+
+// --- events ---
+
+pub async fn insert_event<C: GenericClient>(c: &C, e: &Event) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO events (id, account_id, livemode, family, type, related_id, created_ms, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[&e.id, &e.account_id, &e.mode.livemode(), &family_str(e.family), &e.type_, &e.related_object_id(), &e.created_ms, &serde_json::to_string(e)?],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_delivery<C: GenericClient>(c: &C, event_id: &str, destination_id: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_ms, created_ms, updated_ms)
+         VALUES ($1, $2, $3, 'pending', $4, $4, $4)",
+        &[&ids::delivery(), &event_id, &destination_id, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn get_event<C: GenericClient>(c: &C, scope: &Scope, id: &str, family: Option<Family>) -> Result<Event, StoreError> {
+    let family = family.map(family_str);
+    let row = c
+        .query_opt(
+            "SELECT body FROM events WHERE id = $1 AND account_id = $2 AND livemode = $3
+               AND ($4::TEXT IS NULL OR family = $4)",
+            &[&id, &scope.account_id, &scope.mode.livemode(), &family],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok(serde_json::from_str(row.get(0))?)
+}
+
+pub async fn list_events<C: GenericClient>(c: &C, scope: &Scope, f: &EventFilter, cursor: Cursor, limit: usize) -> Result<Page<Event>, StoreError> {
+    let mut base = String::from("FROM events WHERE account_id = $1 AND livemode = $2 AND family = 'thin'");
+    let mut params: Vec<Param> = vec![Box::new(scope.account_id.clone()), Box::new(scope.mode.livemode())];
+    if let Some(object_id) = &f.object_id {
+        params.push(Box::new(object_id.clone()));
+        base.push_str(&format!(" AND related_id = ${}", params.len()));
+    }
+    for (cond, bound) in [(">", f.created_gt), (">=", f.created_gte), ("<", f.created_lt), ("<=", f.created_lte)] {
+        if let Some(ms) = bound {
+            params.push(Box::new(ms));
+            base.push_str(&format!(" AND created_ms {cond} ${}", params.len()));
+        }
+    }
+    if !f.types.is_empty() {
+        params.push(Box::new(f.types.clone()));
+        base.push_str(&format!(" AND type = ANY(${})", params.len()));
+    }
+    paging::fetch_page(c, &base, &params, cursor, limit, |b| Ok(serde_json::from_str(b)?)).await
+}
+
+pub async fn prune<C: GenericClient>(c: &C, event_before: i64, idempotency_before: i64) -> Result<usize, StoreError> {
+    c.execute("DELETE FROM idempotency_keys WHERE created_ms < $1", &[&idempotency_before])
+        .await?;
+    for table in ["delivery_attempts", "deliveries"] {
+        c.execute(
+            &format!("DELETE FROM {table} WHERE event_id IN (SELECT id FROM events WHERE created_ms < $1)"),
+            &[&event_before],
+        )
+        .await?;
+    }
+    Ok(c.execute("DELETE FROM events WHERE created_ms < $1", &[&event_before]).await? as usize)
+}
+
+// --- deliveries ---
+
+/// Leases due deliveries of one enabled destination; rows another node holds are skipped.
+pub async fn claim<C: GenericClient>(
+    c: &C,
+    destination_id: &str,
+    limit: usize,
+    now: i64,
+    lease_until: i64,
+    events: &mut HashMap<String, Arc<Event>>,
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT body FROM event_destinations WHERE id = $1 AND status = 'enabled' AND NOT deleted",
+            &[&destination_id],
+        )
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let destination: Arc<EventDestination> = Arc::new(serde_json::from_str(row.get(0))?);
+    let rows = c
+        .query(
+            "UPDATE deliveries SET lease_expires_ms = $4 WHERE seq IN (
+                 SELECT seq FROM deliveries
+                 WHERE destination_id = $1 AND status = 'pending' AND next_attempt_ms <= $2
+                   AND (lease_expires_ms IS NULL OR lease_expires_ms <= $2)
+                 ORDER BY next_attempt_ms LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id, event_id, attempts",
+            &[&destination_id, &now, &(limit as i64), &lease_until],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let event_id: String = r.get(1);
+        let event = match events.get(&event_id) {
+            Some(e) => e.clone(),
+            None => {
+                let row = c.query_one("SELECT body FROM events WHERE id = $1", &[&event_id]).await?;
+                let e: Arc<Event> = Arc::new(serde_json::from_str(row.get(0))?);
+                events.insert(event_id, e.clone());
+                e
+            }
+        };
+        out.push(ClaimedDelivery {
+            delivery_id: r.get(0),
+            destination: destination.clone(),
+            previous_attempts: r.get::<_, i64>(2) as u32,
+            event,
+        });
+    }
+    Ok(out)
+}
+
+pub async fn record_attempt<C: GenericClient>(c: &C, a: &DeliveryAttempt, now: i64) -> Result<(), StoreError> {
+    let status = match (a.outcome, a.next_attempt_ms) {
+        (AttemptOutcome::Succeeded, _) => "succeeded",
+        (AttemptOutcome::Failed, Some(_)) => "pending",
+        (AttemptOutcome::Failed, None) => "failed",
+    };
+    c.execute(
+        "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_ms = $4, lease_expires_ms = NULL, updated_ms = $5
+         WHERE id = $1 AND status = 'pending'",
+        &[&a.delivery_id, &status, &i64::from(a.attempt), &a.next_attempt_ms, &now],
+    )
+    .await?;
+    c.execute(
+        "INSERT INTO delivery_attempts (delivery_id, event_id, destination_id, attempt, started_ms, body)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&a.delivery_id, &a.event_id, &a.destination_id, &i64::from(a.attempt), &a.started_ms, &serde_json::to_string(a)?],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn attempts<C: GenericClient>(c: &C, of: AttemptsOf, id: &str, cursor: Cursor, limit: usize) -> Result<Page<DeliveryAttempt>, StoreError> {
+    let base = match of {
+        AttemptsOf::Event => "FROM delivery_attempts WHERE event_id = $1",
+        AttemptsOf::Destination => "FROM delivery_attempts WHERE destination_id = $1",
+    };
+    let params: Vec<Param> = vec![Box::new(id.to_owned())];
+    paging::fetch_page(c, base, &params, cursor, limit, |b| Ok(serde_json::from_str(b)?)).await
+}
