@@ -6,7 +6,7 @@
 //! ever holds its own slots.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     in_flight: Mutex<InFlight>,
     slot_freed: Notify,
+    /// Claim rounds so far (rotates where a round starts).
+    rounds: AtomicUsize,
 }
 
 pub struct Worker {
@@ -68,6 +70,7 @@ impl Worker {
             metrics,
             in_flight: Mutex::default(),
             slot_freed: Notify::new(),
+            rounds: AtomicUsize::new(0),
         };
         Ok(Worker {
             shared: Arc::new(shared),
@@ -130,7 +133,13 @@ impl Worker {
     /// Returns the claims and how many were asked for.
     async fn claim_round(&self) -> Result<(Vec<ClaimedDelivery>, usize), crate::store::StoreError> {
         let s = &self.shared;
-        let destinations = s.store.deliverable_destinations().await?;
+        let mut destinations = s.store.due_destinations().await?;
+        // Start each round at another destination, so that when the global limit binds every
+        // destination with due work gets slots in turn.
+        if !destinations.is_empty() {
+            let start = s.rounds.fetch_add(1, Relaxed) % destinations.len();
+            destinations.rotate_left(start);
+        }
         let wants: Vec<(String, usize)> = {
             let in_flight = lock(&s.in_flight);
             let mut free_total = self
@@ -173,7 +182,7 @@ impl Worker {
     }
 
     async fn until_next_due(&self) -> Duration {
-        match self.shared.store.next_due_ms().await {
+        match self.shared.store.next_due_after_now().await {
             Ok(Some(due)) => {
                 let ms = (due - self.shared.clock.now_ms()).clamp(0, POLL_EVERY.as_millis() as i64);
                 Duration::from_millis(ms as u64)

@@ -54,7 +54,9 @@ impl Store {
                 PgStore::migrate_url(url).await?;
                 Ok("postgresql database".to_owned())
             }
-            None => Ok(SqliteStore::migrate(&config.data_dir)?.display().to_string()),
+            None => Ok(SqliteStore::migrate(&config.data_dir)?
+                .display()
+                .to_string()),
         }
     }
 }
@@ -103,8 +105,10 @@ delegate! {
     fn record_attempt(&self, attempt: DeliveryAttempt) -> Result<(), StoreError>;
     fn release_deliveries(&self, ids: Vec<String>) -> Result<(), StoreError>;
     fn cancel_inactive_due(&self) -> Result<usize, StoreError>;
-    fn deliverable_destinations(&self) -> Result<Vec<String>, StoreError>;
-    fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
+    /// Enabled webhook destinations with a due delivery that nobody holds a lease on.
+    fn due_destinations(&self) -> Result<Vec<String>, StoreError>;
+    /// When the earliest pending delivery that is not due yet becomes due.
+    fn next_due_after_now(&self) -> Result<Option<i64>, StoreError>;
     fn pending_stats(&self) -> Result<(i64, Option<i64>), StoreError>;
     fn resend(&self, scope: Scope, event_id: String, destination_id: String) -> Result<(), StoreError>;
     fn list_attempts(&self, scope: Scope, of: AttemptsOf, id: String, cursor: Cursor, limit: usize) -> Result<Page<DeliveryAttempt>, StoreError>;

@@ -104,3 +104,40 @@ async fn c07_a_slow_receiver_neither_delays_others_nor_gets_a_parallel_burst() {
         );
     }
 }
+
+/// More destinations with due work than the global in-flight limit covers: every one of them gets
+/// slots in turn (none is starved by destinations that have nothing left to send).
+#[tokio::test]
+async fn every_destination_is_served_when_the_global_limit_binds() {
+    let app = DeliveryApp::start(|c| {
+        c.delivery.max_in_flight = 4;
+        c.delivery.max_in_flight_per_destination = 2;
+    })
+    .await;
+    let mut receivers = Vec::new();
+    for n in 0..6 {
+        let r = TestReceiver::start(statuses(&[200])).await;
+        app.webhook(Payload::Thin, &[THIN_TYPE], &r.url(&format!("/d{n}")))
+            .await;
+        receivers.push(r);
+    }
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let e = app.emit_thin(json!({"n": n})).await;
+        ids.push(e["id"].as_str().unwrap().to_owned());
+    }
+    for (n, r) in receivers.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        for _ in 0..ids.len() {
+            got.push(
+                r.expect(MAX_WAIT, &format!("destination {n}"))
+                    .await
+                    .event_id(),
+            );
+        }
+        got.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(got, want, "destination {n} receives every event once");
+    }
+}

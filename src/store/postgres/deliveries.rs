@@ -8,14 +8,20 @@ use crate::store::{AttemptsOf, ClaimedDelivery, Cursor, DeliveryAttempt, Page, S
 
 impl PgStore {
     /// Leases due deliveries; `FOR UPDATE SKIP LOCKED` keeps two nodes from taking the same one.
-    pub async fn claim_deliveries(&self, wants: Vec<(String, usize)>, lease_ms: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    pub async fn claim_deliveries(
+        &self,
+        wants: Vec<(String, usize)>,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let mut events = HashMap::new();
         let mut out = Vec::new();
         for (destination_id, n) in wants {
-            out.extend(queries::claim(&*tx, &destination_id, n, now, now + lease_ms, &mut events).await?);
+            out.extend(
+                queries::claim(&*tx, &destination_id, n, now, now + lease_ms, &mut events).await?,
+            );
         }
         tx.commit().await?;
         Ok(out)
@@ -57,23 +63,33 @@ impl PgStore {
         Ok(n as usize)
     }
 
-    pub async fn deliverable_destinations(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn due_destinations(&self) -> Result<Vec<String>, StoreError> {
+        let now = self.clock.now_ms();
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT id FROM event_destinations WHERE NOT deleted AND status = 'enabled' AND is_webhook",
-                &[],
+                "SELECT d.id FROM event_destinations d
+                 WHERE NOT d.deleted AND d.status = 'enabled' AND d.is_webhook
+                   AND EXISTS (SELECT 1 FROM deliveries x
+                               WHERE x.destination_id = d.id AND x.status = 'pending'
+                                 AND x.next_attempt_ms <= $1
+                                 AND (x.lease_expires_ms IS NULL OR x.lease_expires_ms <= $1))",
+                &[&now],
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due_after_now(&self) -> Result<Option<i64>, StoreError> {
+        let now = self.clock.now_ms();
         let row = self
             .client()
             .await?
-            .query_one("SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending'", &[])
+            .query_one(
+                "SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending' AND next_attempt_ms > $1",
+                &[&now],
+            )
             .await?;
         Ok(row.get(0))
     }
@@ -90,24 +106,41 @@ impl PgStore {
         Ok((row.get(0), row.get(1)))
     }
 
-    pub async fn resend(&self, scope: Scope, event_id: String, destination_id: String) -> Result<(), StoreError> {
+    pub async fn resend(
+        &self,
+        scope: Scope,
+        event_id: String,
+        destination_id: String,
+    ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let event = queries::get_event(&*tx, &scope, &event_id, None).await?;
         let d = queries::get_destination(&*tx, &scope, &destination_id).await?;
         queries::insert_delivery(&*tx, &event.id, &d.id, now).await?;
-        tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL]).await?;
+        tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
+            .await?;
         tx.commit().await?;
         self.new_work.notify_one();
         Ok(())
     }
 
-    pub async fn list_attempts(&self, scope: Scope, of: AttemptsOf, id: String, cursor: Cursor, limit: usize) -> Result<Page<DeliveryAttempt>, StoreError> {
+    pub async fn list_attempts(
+        &self,
+        scope: Scope,
+        of: AttemptsOf,
+        id: String,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page<DeliveryAttempt>, StoreError> {
         let client = self.client().await?;
         match of {
-            AttemptsOf::Event => queries::get_event(&**client, &scope, &id, None).await.map(drop)?,
-            AttemptsOf::Destination => queries::get_destination(&**client, &scope, &id).await.map(drop)?,
+            AttemptsOf::Event => queries::get_event(&**client, &scope, &id, None)
+                .await
+                .map(drop)?,
+            AttemptsOf::Destination => queries::get_destination(&**client, &scope, &id)
+                .await
+                .map(drop)?,
         }
         queries::attempts(&**client, of, &id, cursor, limit).await
     }

@@ -136,16 +136,22 @@ pub fn cancel_inactive_due(c: &Connection, now_ms: i64) -> Result<usize, StoreEr
     Ok(n)
 }
 
-/// Ids of enabled, not deleted webhook destinations: the ones the worker sends to.
-pub fn deliverable_destinations(c: &Connection) -> Result<Vec<String>, StoreError> {
+/// Ids of the enabled, not deleted webhook destinations that have a due delivery nobody holds a
+/// lease on: the ones the worker should claim for now.
+pub fn due_destinations(c: &Connection, now_ms: i64) -> Result<Vec<String>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT id FROM event_destinations WHERE deleted = 0 AND status = 'enabled' AND is_webhook = 1",
+        "SELECT d.id FROM event_destinations d
+         WHERE d.deleted = 0 AND d.status = 'enabled' AND d.is_webhook = 1
+           AND EXISTS (SELECT 1 FROM deliveries x
+                       WHERE x.destination_id = d.id AND x.status = 'pending'
+                         AND x.next_attempt_ms <= ?1
+                         AND (x.lease_expires_ms IS NULL OR x.lease_expires_ms <= ?1))",
     )?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let rows = stmt.query_map([now_ms], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// When the earliest pending delivery is due, if any.
+/// When the earliest pending delivery is due, if any (the oldest overdue one included).
 pub fn next_due_ms(c: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(
         c.prepare_cached("SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending'")?
@@ -153,6 +159,17 @@ pub fn next_due_ms(c: &Connection) -> Result<Option<i64>, StoreError> {
             .optional()?
             .flatten(),
     )
+}
+
+/// When the earliest pending delivery that is not yet due becomes due, if any.
+pub fn next_due_after(c: &Connection, now_ms: i64) -> Result<Option<i64>, StoreError> {
+    Ok(c
+        .prepare_cached(
+            "SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending' AND next_attempt_ms > ?1",
+        )?
+        .query_row([now_ms], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
 
 /// Pending deliveries and the due time of the oldest one (for metrics).

@@ -431,14 +431,18 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn deliverable_destinations(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn due_destinations(&self) -> Result<Vec<String>, StoreError> {
+        let now = self.clock.now_ms();
         self.readers
-            .read(deliveries::deliverable_destinations)
+            .read(move |c| deliveries::due_destinations(c, now))
             .await
     }
 
-    pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        self.readers.read(deliveries::next_due_ms).await
+    pub async fn next_due_after_now(&self) -> Result<Option<i64>, StoreError> {
+        let now = self.clock.now_ms();
+        self.readers
+            .read(move |c| deliveries::next_due_after(c, now))
+            .await
     }
 
     pub async fn pending_stats(&self) -> Result<(i64, Option<i64>), StoreError> {
