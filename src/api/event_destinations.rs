@@ -249,13 +249,17 @@ fn rfc3986_char(c: char) -> bool {
 /// True when the request target eventd sends (the parsed URL's path and query) is the one written.
 fn sent_as_given(s: &str, u: &url::Url) -> bool {
     let after_scheme = s.find("://").map_or(s, |i| &s[i + 3..]);
-    let written = after_scheme.find(['/', '?']).map_or("", |i| &after_scheme[i..]);
+    let written = after_scheme
+        .find(['/', '?'])
+        .map_or("", |i| &after_scheme[i..]);
     let mut sent = u.path().to_owned();
     if let Some(q) = u.query() {
         sent.push('?');
         sent.push_str(q);
     }
-    written.is_empty() || written == sent || (written.starts_with('?') && sent == format!("/{written}"))
+    written.is_empty()
+        || written == sent
+        || (written.starts_with('?') && sent == format!("/{written}"))
 }
 
 /// An absolute http(s) URL with a host, no user info, no fragment; https in live mode; a literal

@@ -228,11 +228,7 @@ mod tests {
 
     #[test]
     fn response_prefixes_stay_within_the_limit() {
-        for body in [
-            "a".repeat(10_000),
-            "ü🦀".repeat(2_000),
-            "🦀".repeat(100),
-        ] {
+        for body in ["a".repeat(10_000), "ü🦀".repeat(2_000), "🦀".repeat(100)] {
             let bytes = body.as_bytes();
             let prefix = text_prefix(&bytes[..bytes.len().min(RESPONSE_PREFIX_BYTES)]);
             assert!(prefix.len() <= RESPONSE_PREFIX_BYTES, "{}", prefix.len());

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::metrics::Metrics;
 use super::sender::Sender;
@@ -23,7 +23,7 @@ use crate::domain::delivery::{AttemptOutcome, DeliveryAttempt};
 use crate::domain::destination::Target;
 use crate::domain::event::Family;
 use crate::domain::retry::RetrySchedule;
-use crate::store::{ClaimedDelivery, Store};
+use crate::store::{ClaimedDelivery, Store, StoreError};
 
 /// How often due deliveries of disabled or deleted destinations are cancelled.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -31,6 +31,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// How long shutdown waits for attempts in flight before giving their leases back.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The most attempt outcomes written in one store call.
+const MAX_RECORD_BATCH: usize = 256;
+
+/// An outcome waiting to be written, and who waits for the write.
+type Outcome = (DeliveryAttempt, oneshot::Sender<Result<(), StoreError>>);
 
 #[derive(Default)]
 struct InFlight {
@@ -48,6 +53,8 @@ struct Shared {
     slot_freed: Notify,
     /// Claim rounds so far (rotates where a round starts).
     rounds: AtomicUsize,
+    /// Outcomes to the recorder, which writes them in batches.
+    outcomes: mpsc::UnboundedSender<Outcome>,
 }
 
 pub struct Worker {
@@ -62,6 +69,8 @@ impl Worker {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Result<Self, reqwest::Error> {
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        tokio::spawn(record_outcomes(store.clone(), outcomes_rx));
         let shared = Shared {
             sender: Sender::new(&config)?,
             schedule: config.schedule(),
@@ -71,6 +80,7 @@ impl Worker {
             in_flight: Mutex::default(),
             slot_freed: Notify::new(),
             rounds: AtomicUsize::new(0),
+            outcomes,
         };
         Ok(Worker {
             shared: Arc::new(shared),
@@ -278,11 +288,32 @@ async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery) {
         response_body: result.response_prefix,
         next_attempt_ms,
     };
-    if let Err(e) = s.store.record_attempt(record).await {
+    let (done, written) = oneshot::channel();
+    let recorded = match s.outcomes.send((record, done)) {
+        Ok(()) => written.await.unwrap_or(Err(StoreError::Closed)),
+        Err(_) => Err(StoreError::Closed),
+    };
+    if let Err(e) = recorded {
         // The lease expires and the delivery is attempted again: at least once, never lost.
         tracing::warn!(error = %e, delivery = %delivery.delivery_id, "could not record an attempt");
     }
     finish(&s, &delivery);
+}
+
+/// Writes outcomes as they come, all those waiting in one store call (one transaction), so a
+/// busy worker pays one commit per batch rather than per attempt. Ends when the worker is gone.
+async fn record_outcomes(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+    let mut batch = Vec::with_capacity(MAX_RECORD_BATCH);
+    while rx.recv_many(&mut batch, MAX_RECORD_BATCH).await > 0 {
+        let (attempts, waiting): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        let result = store.record_attempts(attempts).await;
+        for done in waiting {
+            let _ = done.send(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Commit(e.to_string())),
+            });
+        }
+    }
 }
 
 fn finish(s: &Shared, delivery: &ClaimedDelivery) {

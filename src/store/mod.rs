@@ -32,6 +32,11 @@ pub enum Store {
 }
 
 impl Store {
+    /// Records one attempt (see `record_attempts`).
+    pub async fn record_attempt(&self, attempt: DeliveryAttempt) -> Result<(), StoreError> {
+        self.record_attempts(vec![attempt]).await
+    }
+
     /// The embedded SQLite store in `data_dir`.
     pub fn open(data_dir: &Path, clock: SharedClock) -> Result<Self, StoreError> {
         Ok(Store::Sqlite(SqliteStore::open(data_dir, clock)?))
@@ -102,7 +107,8 @@ delegate! {
     /// Resolves when new deliveries may be due.
     fn new_work(&self) -> ();
     fn claim_deliveries(&self, wants: Vec<(String, usize)>, lease_ms: i64) -> Result<Vec<ClaimedDelivery>, StoreError>;
-    fn record_attempt(&self, attempt: DeliveryAttempt) -> Result<(), StoreError>;
+    /// Records attempts (one transaction for all) and moves their deliveries on.
+    fn record_attempts(&self, attempts: Vec<DeliveryAttempt>) -> Result<(), StoreError>;
     fn release_deliveries(&self, ids: Vec<String>) -> Result<(), StoreError>;
     fn cancel_inactive_due(&self) -> Result<usize, StoreError>;
     /// Enabled webhook destinations with a due delivery that nobody holds a lease on.

@@ -157,12 +157,8 @@ pub async fn ceiling(ctx: &Ctx, secs: f64) -> anyhow::Result<Row> {
     let failed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..ctx.concurrency {
-        let (failed, sender, body, url) = (
-            failed.clone(),
-            sender.clone(),
-            body.clone(),
-            url.clone(),
-        );
+        let (failed, sender, body, url) =
+            (failed.clone(), sender.clone(), body.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             while started.elapsed() < window {
                 let t = chrono::Utc::now().timestamp();

@@ -6,7 +6,10 @@ use crate::domain::{ids, Mode};
 use crate::store::{CreatedAccount, StoreError};
 
 impl PgStore {
-    pub async fn create_account(&self, parent: Option<String>) -> Result<CreatedAccount, StoreError> {
+    pub async fn create_account(
+        &self,
+        parent: Option<String>,
+    ) -> Result<CreatedAccount, StoreError> {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -47,8 +50,11 @@ impl PgStore {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::lock_id(&["bootstrap"])])
-            .await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&super::lock_id(&["bootstrap"])],
+        )
+        .await?;
         if let Some(account_id) = queries::first_root_account(&*tx).await? {
             if let Some((test, live)) = &keys {
                 queries::insert_key(&*tx, &account_id, Mode::Test, test, now).await?;
@@ -59,7 +65,8 @@ impl PgStore {
         }
         let account_id = ids::account();
         queries::insert_account(&*tx, &account_id, None, now).await?;
-        let (test_key, live_key) = keys.unwrap_or_else(|| (ids::secret_key(Mode::Test), ids::secret_key(Mode::Live)));
+        let (test_key, live_key) =
+            keys.unwrap_or_else(|| (ids::secret_key(Mode::Test), ids::secret_key(Mode::Live)));
         queries::insert_key(&*tx, &account_id, Mode::Test, &test_key, now).await?;
         queries::insert_key(&*tx, &account_id, Mode::Live, &live_key, now).await?;
         tx.commit().await?;

@@ -27,11 +27,17 @@ impl PgStore {
         Ok(out)
     }
 
-    pub async fn record_attempt(&self, attempt: DeliveryAttempt) -> Result<(), StoreError> {
+    pub async fn record_attempts(&self, attempts: Vec<DeliveryAttempt>) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        queries::record_attempt(&*tx, &attempt, now).await?;
+        // Pipelined: the statements of all attempts go out without waiting for each answer.
+        futures_util::future::try_join_all(
+            attempts
+                .iter()
+                .map(|attempt| queries::record_attempt(&*tx, attempt, now)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -48,7 +48,11 @@ fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
 
 impl PgStore {
     /// Connects, runs the migrations and starts the LISTEN task.
-    pub async fn connect(url: &str, pool_size: usize, clock: SharedClock) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        clock: SharedClock,
+    ) -> Result<Self, StoreError> {
         Self::migrate_url(url).await?;
         let manager = Manager::from_config(
             config(url)?,

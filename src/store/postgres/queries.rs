@@ -12,7 +12,9 @@ use crate::domain::delivery::{AttemptOutcome, DeliveryAttempt};
 use crate::domain::destination::EventDestination;
 use crate::domain::event::{Event, Family};
 use crate::domain::{ids, Mode, Scope};
-use crate::store::{hash_key, AttemptsOf, ClaimedDelivery, Cursor, EventFilter, IdempotencyKey, Page, StoreError};
+use crate::store::{
+    hash_key, AttemptsOf, ClaimedDelivery, Cursor, EventFilter, IdempotencyKey, Page, StoreError,
+};
 
 fn family_str(f: Family) -> &'static str {
     match f {
@@ -23,7 +25,12 @@ fn family_str(f: Family) -> &'static str {
 
 // --- accounts and keys ---
 
-pub async fn insert_account<C: GenericClient>(c: &C, id: &str, parent: Option<&str>, now: i64) -> Result<(), StoreError> {
+pub async fn insert_account<C: GenericClient>(
+    c: &C,
+    id: &str,
+    parent: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
     if let Some(parent) = parent {
         get_account(c, parent).await?.ok_or(StoreError::NotFound)?;
     }
@@ -35,7 +42,13 @@ pub async fn insert_account<C: GenericClient>(c: &C, id: &str, parent: Option<&s
     Ok(())
 }
 
-pub async fn insert_key<C: GenericClient>(c: &C, account_id: &str, mode: Mode, secret: &str, now: i64) -> Result<(), StoreError> {
+pub async fn insert_key<C: GenericClient>(
+    c: &C,
+    account_id: &str,
+    mode: Mode,
+    secret: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO api_keys (hash, account_id, livemode, created_ms) VALUES ($1, $2, $3, $4)
          ON CONFLICT (hash) DO NOTHING",
@@ -45,9 +58,15 @@ pub async fn insert_key<C: GenericClient>(c: &C, account_id: &str, mode: Mode, s
     Ok(())
 }
 
-pub async fn find_key<C: GenericClient>(c: &C, secret: &str) -> Result<Option<KeyOwner>, StoreError> {
+pub async fn find_key<C: GenericClient>(
+    c: &C,
+    secret: &str,
+) -> Result<Option<KeyOwner>, StoreError> {
     let row = c
-        .query_opt("SELECT account_id, livemode FROM api_keys WHERE hash = $1", &[&hash_key(secret)])
+        .query_opt(
+            "SELECT account_id, livemode FROM api_keys WHERE hash = $1",
+            &[&hash_key(secret)],
+        )
         .await?;
     Ok(row.map(|r| KeyOwner {
         account_id: r.get(0),
@@ -67,7 +86,10 @@ pub async fn get_account<C: GenericClient>(c: &C, id: &str) -> Result<Option<Acc
 
 pub async fn list_accounts<C: GenericClient>(c: &C) -> Result<Vec<Account>, StoreError> {
     let rows = c
-        .query("SELECT id, parent_id FROM accounts ORDER BY created_ms, id", &[])
+        .query(
+            "SELECT id, parent_id FROM accounts ORDER BY created_ms, id",
+            &[],
+        )
         .await?;
     Ok(rows
         .into_iter()
@@ -90,7 +112,12 @@ pub async fn first_root_account<C: GenericClient>(c: &C) -> Result<Option<String
 
 // --- idempotency ---
 
-pub async fn check_idempotency<C: GenericClient>(c: &C, scope: &Scope, key: &IdempotencyKey, now: i64) -> Result<Option<String>, StoreError> {
+pub async fn check_idempotency<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    key: &IdempotencyKey,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
     let row = c
         .query_opt(
             "SELECT fingerprint, resource_id FROM idempotency_keys
@@ -105,7 +132,13 @@ pub async fn check_idempotency<C: GenericClient>(c: &C, scope: &Scope, key: &Ide
     }
 }
 
-pub async fn record_idempotency<C: GenericClient>(c: &C, scope: &Scope, key: &IdempotencyKey, resource_id: &str, now: i64) -> Result<(), StoreError> {
+pub async fn record_idempotency<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    key: &IdempotencyKey,
+    resource_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO idempotency_keys (account_id, livemode, operation, key, fingerprint, resource_id, created_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -119,17 +152,30 @@ pub async fn record_idempotency<C: GenericClient>(c: &C, scope: &Scope, key: &Id
 
 // --- event destinations ---
 
-pub async fn insert_destination<C: GenericClient>(c: &C, d: &EventDestination) -> Result<(), StoreError> {
+pub async fn insert_destination<C: GenericClient>(
+    c: &C,
+    d: &EventDestination,
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO event_destinations (id, account_id, livemode, status, is_webhook, body)
          VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&d.id, &d.account_id, &d.mode.livemode(), &d.status.as_str(), &d.is_webhook(), &serde_json::to_string(d)?],
+        &[
+            &d.id,
+            &d.account_id,
+            &d.mode.livemode(),
+            &d.status.as_str(),
+            &d.is_webhook(),
+            &serde_json::to_string(d)?,
+        ],
     )
     .await?;
     Ok(())
 }
 
-pub async fn save_destination<C: GenericClient>(c: &C, d: &EventDestination) -> Result<(), StoreError> {
+pub async fn save_destination<C: GenericClient>(
+    c: &C,
+    d: &EventDestination,
+) -> Result<(), StoreError> {
     c.execute(
         "UPDATE event_destinations SET status = $2, body = $3 WHERE id = $1",
         &[&d.id, &d.status.as_str(), &serde_json::to_string(d)?],
@@ -150,7 +196,11 @@ pub async fn count_webhooks<C: GenericClient>(c: &C, scope: &Scope) -> Result<us
     Ok(n as usize)
 }
 
-pub async fn get_destination<C: GenericClient>(c: &C, scope: &Scope, id: &str) -> Result<EventDestination, StoreError> {
+pub async fn get_destination<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    id: &str,
+) -> Result<EventDestination, StoreError> {
     let row = c
         .query_opt(
             "SELECT body FROM event_destinations
@@ -162,9 +212,16 @@ pub async fn get_destination<C: GenericClient>(c: &C, scope: &Scope, id: &str) -
     Ok(serde_json::from_str(row.get(0))?)
 }
 
-pub async fn delete_destination<C: GenericClient>(c: &C, id: &str, now: i64) -> Result<(), StoreError> {
-    c.execute("UPDATE event_destinations SET deleted = TRUE WHERE id = $1", &[&id])
-        .await?;
+pub async fn delete_destination<C: GenericClient>(
+    c: &C,
+    id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE event_destinations SET deleted = TRUE WHERE id = $1",
+        &[&id],
+    )
+    .await?;
     c.execute(
         "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = $2
          WHERE destination_id = $1 AND status = 'pending'",
@@ -174,8 +231,16 @@ pub async fn delete_destination<C: GenericClient>(c: &C, id: &str, now: i64) -> 
     Ok(())
 }
 
-pub async fn list_destinations<C: GenericClient>(c: &C, scope: &Scope, cursor: Cursor, limit: usize) -> Result<Page<EventDestination>, StoreError> {
-    let params: Vec<Param> = vec![Box::new(scope.account_id.clone()), Box::new(scope.mode.livemode())];
+pub async fn list_destinations<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    cursor: Cursor,
+    limit: usize,
+) -> Result<Page<EventDestination>, StoreError> {
+    let params: Vec<Param> = vec![
+        Box::new(scope.account_id.clone()),
+        Box::new(scope.mode.livemode()),
+    ];
     paging::fetch_page(
         c,
         "FROM event_destinations WHERE account_id = $1 AND livemode = $2 AND NOT deleted",
@@ -187,7 +252,11 @@ pub async fn list_destinations<C: GenericClient>(c: &C, scope: &Scope, cursor: C
     .await
 }
 
-pub async fn enabled_for_accounts<C: GenericClient>(c: &C, account_ids: &[&str], livemode: bool) -> Result<Vec<EventDestination>, StoreError> {
+pub async fn enabled_for_accounts<C: GenericClient>(
+    c: &C,
+    account_ids: &[&str],
+    livemode: bool,
+) -> Result<Vec<EventDestination>, StoreError> {
     let ids: Vec<String> = account_ids.iter().map(|s| s.to_string()).collect();
     let rows = c
         .query(
@@ -196,7 +265,9 @@ pub async fn enabled_for_accounts<C: GenericClient>(c: &C, account_ids: &[&str],
             &[&ids, &livemode],
         )
         .await?;
-    rows.iter().map(|r| Ok(serde_json::from_str(r.get(0))?)).collect()
+    rows.iter()
+        .map(|r| Ok(serde_json::from_str(r.get(0))?))
+        .collect()
 }
 
 // --- events ---
@@ -205,13 +276,27 @@ pub async fn insert_event<C: GenericClient>(c: &C, e: &Event) -> Result<(), Stor
     c.execute(
         "INSERT INTO events (id, account_id, livemode, family, type, related_id, created_ms, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[&e.id, &e.account_id, &e.mode.livemode(), &family_str(e.family), &e.type_, &e.related_object_id(), &e.created_ms, &serde_json::to_string(e)?],
+        &[
+            &e.id,
+            &e.account_id,
+            &e.mode.livemode(),
+            &family_str(e.family),
+            &e.type_,
+            &e.related_object_id(),
+            &e.created_ms,
+            &serde_json::to_string(e)?,
+        ],
     )
     .await?;
     Ok(())
 }
 
-pub async fn insert_delivery<C: GenericClient>(c: &C, event_id: &str, destination_id: &str, now: i64) -> Result<(), StoreError> {
+pub async fn insert_delivery<C: GenericClient>(
+    c: &C,
+    event_id: &str,
+    destination_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_ms, created_ms, updated_ms)
          VALUES ($1, $2, $3, 'pending', $4, $4, $4)",
@@ -221,7 +306,12 @@ pub async fn insert_delivery<C: GenericClient>(c: &C, event_id: &str, destinatio
     Ok(())
 }
 
-pub async fn get_event<C: GenericClient>(c: &C, scope: &Scope, id: &str, family: Option<Family>) -> Result<Event, StoreError> {
+pub async fn get_event<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    id: &str,
+    family: Option<Family>,
+) -> Result<Event, StoreError> {
     let family = family.map(family_str);
     let row = c
         .query_opt(
@@ -234,14 +324,29 @@ pub async fn get_event<C: GenericClient>(c: &C, scope: &Scope, id: &str, family:
     Ok(serde_json::from_str(row.get(0))?)
 }
 
-pub async fn list_events<C: GenericClient>(c: &C, scope: &Scope, f: &EventFilter, cursor: Cursor, limit: usize) -> Result<Page<Event>, StoreError> {
-    let mut base = String::from("FROM events WHERE account_id = $1 AND livemode = $2 AND family = 'thin'");
-    let mut params: Vec<Param> = vec![Box::new(scope.account_id.clone()), Box::new(scope.mode.livemode())];
+pub async fn list_events<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    f: &EventFilter,
+    cursor: Cursor,
+    limit: usize,
+) -> Result<Page<Event>, StoreError> {
+    let mut base =
+        String::from("FROM events WHERE account_id = $1 AND livemode = $2 AND family = 'thin'");
+    let mut params: Vec<Param> = vec![
+        Box::new(scope.account_id.clone()),
+        Box::new(scope.mode.livemode()),
+    ];
     if let Some(object_id) = &f.object_id {
         params.push(Box::new(object_id.clone()));
         base.push_str(&format!(" AND related_id = ${}", params.len()));
     }
-    for (cond, bound) in [(">", f.created_gt), (">=", f.created_gte), ("<", f.created_lt), ("<=", f.created_lte)] {
+    for (cond, bound) in [
+        (">", f.created_gt),
+        (">=", f.created_gte),
+        ("<", f.created_lt),
+        ("<=", f.created_lte),
+    ] {
         if let Some(ms) = bound {
             params.push(Box::new(ms));
             base.push_str(&format!(" AND created_ms {cond} ${}", params.len()));
@@ -251,12 +356,22 @@ pub async fn list_events<C: GenericClient>(c: &C, scope: &Scope, f: &EventFilter
         params.push(Box::new(f.types.clone()));
         base.push_str(&format!(" AND type = ANY(${})", params.len()));
     }
-    paging::fetch_page(c, &base, &params, cursor, limit, |b| Ok(serde_json::from_str(b)?)).await
+    paging::fetch_page(c, &base, &params, cursor, limit, |b| {
+        Ok(serde_json::from_str(b)?)
+    })
+    .await
 }
 
-pub async fn prune<C: GenericClient>(c: &C, event_before: i64, idempotency_before: i64) -> Result<usize, StoreError> {
-    c.execute("DELETE FROM idempotency_keys WHERE created_ms < $1", &[&idempotency_before])
-        .await?;
+pub async fn prune<C: GenericClient>(
+    c: &C,
+    event_before: i64,
+    idempotency_before: i64,
+) -> Result<usize, StoreError> {
+    c.execute(
+        "DELETE FROM idempotency_keys WHERE created_ms < $1",
+        &[&idempotency_before],
+    )
+    .await?;
     for table in ["delivery_attempts", "deliveries"] {
         c.execute(
             &format!("DELETE FROM {table} WHERE event_id IN (SELECT id FROM events WHERE created_ms < $1)"),
@@ -264,7 +379,10 @@ pub async fn prune<C: GenericClient>(c: &C, event_before: i64, idempotency_befor
         )
         .await?;
     }
-    Ok(c.execute("DELETE FROM events WHERE created_ms < $1", &[&event_before]).await? as usize)
+    Ok(
+        c.execute("DELETE FROM events WHERE created_ms < $1", &[&event_before])
+            .await? as usize,
+    )
 }
 
 // --- deliveries ---
@@ -306,7 +424,9 @@ pub async fn claim<C: GenericClient>(
         let event = match events.get(&event_id) {
             Some(e) => e.clone(),
             None => {
-                let row = c.query_one("SELECT body FROM events WHERE id = $1", &[&event_id]).await?;
+                let row = c
+                    .query_one("SELECT body FROM events WHERE id = $1", &[&event_id])
+                    .await?;
                 let e: Arc<Event> = Arc::new(serde_json::from_str(row.get(0))?);
                 events.insert(event_id, e.clone());
                 e
@@ -322,7 +442,11 @@ pub async fn claim<C: GenericClient>(
     Ok(out)
 }
 
-pub async fn record_attempt<C: GenericClient>(c: &C, a: &DeliveryAttempt, now: i64) -> Result<(), StoreError> {
+pub async fn record_attempt<C: GenericClient>(
+    c: &C,
+    a: &DeliveryAttempt,
+    now: i64,
+) -> Result<(), StoreError> {
     let status = match (a.outcome, a.next_attempt_ms) {
         (AttemptOutcome::Succeeded, _) => "succeeded",
         (AttemptOutcome::Failed, Some(_)) => "pending",
@@ -343,11 +467,20 @@ pub async fn record_attempt<C: GenericClient>(c: &C, a: &DeliveryAttempt, now: i
     Ok(())
 }
 
-pub async fn attempts<C: GenericClient>(c: &C, of: AttemptsOf, id: &str, cursor: Cursor, limit: usize) -> Result<Page<DeliveryAttempt>, StoreError> {
+pub async fn attempts<C: GenericClient>(
+    c: &C,
+    of: AttemptsOf,
+    id: &str,
+    cursor: Cursor,
+    limit: usize,
+) -> Result<Page<DeliveryAttempt>, StoreError> {
     let base = match of {
         AttemptsOf::Event => "FROM delivery_attempts WHERE event_id = $1",
         AttemptsOf::Destination => "FROM delivery_attempts WHERE destination_id = $1",
     };
     let params: Vec<Param> = vec![Box::new(id.to_owned())];
-    paging::fetch_page(c, base, &params, cursor, limit, |b| Ok(serde_json::from_str(b)?)).await
+    paging::fetch_page(c, base, &params, cursor, limit, |b| {
+        Ok(serde_json::from_str(b)?)
+    })
+    .await
 }

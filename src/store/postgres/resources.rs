@@ -11,7 +11,11 @@ use crate::domain::routing::{self, Origin};
 use crate::domain::{ids, Scope};
 use crate::store::{Cursor, EventFilter, IdempotencyKey, Page, StoreError};
 
-async fn replay_destination(tx: &Transaction<'_>, scope: &Scope, id: &str) -> Result<EventDestination, StoreError> {
+async fn replay_destination(
+    tx: &Transaction<'_>,
+    scope: &Scope,
+    id: &str,
+) -> Result<EventDestination, StoreError> {
     queries::get_destination(tx, scope, id).await
 }
 
@@ -20,150 +24,273 @@ async fn replay_event(tx: &Transaction<'_>, scope: &Scope, id: &str) -> Result<E
 }
 
 impl PgStore {
-    pub async fn create_destination(&self, scope: Scope, idem: Option<IdempotencyKey>, new: NewDestination) -> Result<EventDestination, StoreError> {
-        self.idempotent(scope, idem, false, replay_destination, async move |tx: &Transaction<'_>, scope: &Scope, now| {
-            if matches!(new.target, NewTarget::WebhookEndpoint { .. }) {
-                // Serialise creates per account so the endpoint limit holds across nodes.
-                tx.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&scope.account_id]).await?;
-                if queries::count_webhooks(tx, scope).await? >= MAX_WEBHOOK_ENDPOINTS {
-                    return Err(StoreError::WebhookEndpointLimit(MAX_WEBHOOK_ENDPOINTS));
+    pub async fn create_destination(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        new: NewDestination,
+    ) -> Result<EventDestination, StoreError> {
+        self.idempotent(
+            scope,
+            idem,
+            false,
+            replay_destination,
+            async move |tx: &Transaction<'_>, scope: &Scope, now| {
+                if matches!(new.target, NewTarget::WebhookEndpoint { .. }) {
+                    // Serialise creates per account so the endpoint limit holds across nodes.
+                    tx.execute(
+                        "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+                        &[&scope.account_id],
+                    )
+                    .await?;
+                    if queries::count_webhooks(tx, scope).await? >= MAX_WEBHOOK_ENDPOINTS {
+                        return Err(StoreError::WebhookEndpointLimit(MAX_WEBHOOK_ENDPOINTS));
+                    }
                 }
-            }
-            let d = EventDestination::new(ids::event_destination(scope.mode), scope.account_id.clone(), scope.mode, new, now);
-            queries::insert_destination(tx, &d).await?;
-            Ok((d.id.clone(), d))
-        })
+                let d = EventDestination::new(
+                    ids::event_destination(scope.mode),
+                    scope.account_id.clone(),
+                    scope.mode,
+                    new,
+                    now,
+                );
+                queries::insert_destination(tx, &d).await?;
+                Ok((d.id.clone(), d))
+            },
+        )
         .await
     }
 
-    pub async fn get_destination(&self, scope: Scope, id: String) -> Result<EventDestination, StoreError> {
+    pub async fn get_destination(
+        &self,
+        scope: Scope,
+        id: String,
+    ) -> Result<EventDestination, StoreError> {
         queries::get_destination(&**self.client().await?, &scope, &id).await
     }
 
-    pub async fn list_destinations(&self, scope: Scope, cursor: Cursor, limit: usize) -> Result<Page<EventDestination>, StoreError> {
+    pub async fn list_destinations(
+        &self,
+        scope: Scope,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page<EventDestination>, StoreError> {
         queries::list_destinations(&**self.client().await?, &scope, cursor, limit).await
     }
 
-    pub async fn update_destination(&self, scope: Scope, idem: Option<IdempotencyKey>, id: String, patch: DestinationPatch) -> Result<EventDestination, StoreError> {
-        self.idempotent(scope, idem, false, replay_destination, async move |tx: &Transaction<'_>, scope: &Scope, now| {
-            let mut d = lock_destination(tx, scope, &id).await?;
-            d.apply(patch, now);
-            queries::save_destination(tx, &d).await?;
-            Ok((id, d))
-        })
+    pub async fn update_destination(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        id: String,
+        patch: DestinationPatch,
+    ) -> Result<EventDestination, StoreError> {
+        self.idempotent(
+            scope,
+            idem,
+            false,
+            replay_destination,
+            async move |tx: &Transaction<'_>, scope: &Scope, now| {
+                let mut d = lock_destination(tx, scope, &id).await?;
+                d.apply(patch, now);
+                queries::save_destination(tx, &d).await?;
+                Ok((id, d))
+            },
+        )
         .await
     }
 
-    pub async fn set_destination_status(&self, scope: Scope, idem: Option<IdempotencyKey>, id: String, status: Status) -> Result<EventDestination, StoreError> {
-        self.idempotent(scope, idem, false, replay_destination, async move |tx: &Transaction<'_>, scope: &Scope, now| {
-            let mut d = lock_destination(tx, scope, &id).await?;
-            d.set_status(status, now);
-            queries::save_destination(tx, &d).await?;
-            Ok((id, d))
-        })
+    pub async fn set_destination_status(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        id: String,
+        status: Status,
+    ) -> Result<EventDestination, StoreError> {
+        self.idempotent(
+            scope,
+            idem,
+            false,
+            replay_destination,
+            async move |tx: &Transaction<'_>, scope: &Scope, now| {
+                let mut d = lock_destination(tx, scope, &id).await?;
+                d.set_status(status, now);
+                queries::save_destination(tx, &d).await?;
+                Ok((id, d))
+            },
+        )
         .await
     }
 
-    pub async fn delete_destination(&self, scope: Scope, idem: Option<IdempotencyKey>, id: String) -> Result<String, StoreError> {
+    pub async fn delete_destination(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        id: String,
+    ) -> Result<String, StoreError> {
         let replay = async |_: &Transaction<'_>, _: &Scope, id: &str| Ok(id.to_owned());
-        self.idempotent(scope, idem, false, replay, async move |tx: &Transaction<'_>, scope: &Scope, now| {
-            lock_destination(tx, scope, &id).await?;
-            queries::delete_destination(tx, &id, now).await?;
-            Ok((id.clone(), id))
-        })
+        self.idempotent(
+            scope,
+            idem,
+            false,
+            replay,
+            async move |tx: &Transaction<'_>, scope: &Scope, now| {
+                lock_destination(tx, scope, &id).await?;
+                queries::delete_destination(tx, &id, now).await?;
+                Ok((id.clone(), id))
+            },
+        )
         .await
     }
 
-    pub async fn ping_destination(&self, scope: Scope, idem: Option<IdempotencyKey>, id: String, reason: RequestReason) -> Result<Event, StoreError> {
-        self.idempotent(scope, idem, true, replay_event, async move |tx: &Transaction<'_>, scope: &Scope, now| {
-            let d = queries::get_destination(tx, scope, &id).await?;
-            let enabled = d.status == Status::Enabled;
-            let event = Event {
-                id: ids::event(scope.mode),
-                account_id: scope.account_id.clone(),
-                mode: scope.mode,
-                type_: PING_TYPE.to_owned(),
-                family: Family::Thin,
-                created_ms: now,
-                context: scope.context.clone(),
-                reason: Some(reason),
-                related_object: Some(RelatedObject {
-                    url: format!("/v2/core/event_destinations/{}", d.id),
-                    id: Some(d.id.clone()),
-                    type_: "v2.core.event_destination".to_owned(),
-                }),
-                data: None,
-                changes: None,
-                fanout: enabled as i64,
-            };
-            queries::insert_event(tx, &event).await?;
-            if enabled {
-                queries::insert_delivery(tx, &event.id, &d.id, now).await?;
-            }
-            Ok((event.id.clone(), event))
-        })
+    pub async fn ping_destination(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        id: String,
+        reason: RequestReason,
+    ) -> Result<Event, StoreError> {
+        self.idempotent(
+            scope,
+            idem,
+            true,
+            replay_event,
+            async move |tx: &Transaction<'_>, scope: &Scope, now| {
+                let d = queries::get_destination(tx, scope, &id).await?;
+                let enabled = d.status == Status::Enabled;
+                let event = Event {
+                    id: ids::event(scope.mode),
+                    account_id: scope.account_id.clone(),
+                    mode: scope.mode,
+                    type_: PING_TYPE.to_owned(),
+                    family: Family::Thin,
+                    created_ms: now,
+                    context: scope.context.clone(),
+                    reason: Some(reason),
+                    related_object: Some(RelatedObject {
+                        url: format!("/v2/core/event_destinations/{}", d.id),
+                        id: Some(d.id.clone()),
+                        type_: "v2.core.event_destination".to_owned(),
+                    }),
+                    data: None,
+                    changes: None,
+                    fanout: enabled as i64,
+                };
+                queries::insert_event(tx, &event).await?;
+                if enabled {
+                    queries::insert_delivery(tx, &event.id, &d.id, now).await?;
+                }
+                Ok((event.id.clone(), event))
+            },
+        )
         .await
     }
 
-    pub async fn publish_event(&self, scope: Scope, idem: Option<IdempotencyKey>, new: NewEvent) -> Result<Event, StoreError> {
-        self.idempotent(scope, idem, true, replay_event, async move |tx: &Transaction<'_>, scope: &Scope, now| {
-            let mut event = Event {
-                id: ids::event(scope.mode),
-                account_id: scope.account_id.clone(),
-                mode: scope.mode,
-                family: Family::of_type(&new.type_),
-                type_: new.type_,
-                created_ms: now,
-                context: scope.context.clone(),
-                reason: new.reason,
-                related_object: new.related_object,
-                data: new.data,
-                changes: new.changes,
-                fanout: 0,
-            };
-            let parent = queries::get_account(tx, &scope.account_id).await?.and_then(|a| a.parent_id);
-            let mut owners = vec![scope.account_id.as_str()];
-            if let Some(parent) = parent.as_deref() {
-                owners.push(parent);
-            }
-            let candidates = queries::enabled_for_accounts(tx, &owners, scope.mode.livemode()).await?;
-            let targets: Vec<&EventDestination> = candidates
-                .iter()
-                .filter(|d| {
-                    let origin = if d.account_id == scope.account_id { Origin::OwnAccount } else { Origin::ConnectedAccount };
-                    routing::matches(d, &event, origin)
-                })
-                .collect();
-            event.fanout = targets.len() as i64;
-            queries::insert_event(tx, &event).await?;
-            for d in targets {
-                queries::insert_delivery(tx, &event.id, &d.id, now).await?;
-            }
-            Ok((event.id.clone(), event))
-        })
+    pub async fn publish_event(
+        &self,
+        scope: Scope,
+        idem: Option<IdempotencyKey>,
+        new: NewEvent,
+    ) -> Result<Event, StoreError> {
+        self.idempotent(
+            scope,
+            idem,
+            true,
+            replay_event,
+            async move |tx: &Transaction<'_>, scope: &Scope, now| {
+                let mut event = Event {
+                    id: ids::event(scope.mode),
+                    account_id: scope.account_id.clone(),
+                    mode: scope.mode,
+                    family: Family::of_type(&new.type_),
+                    type_: new.type_,
+                    created_ms: now,
+                    context: scope.context.clone(),
+                    reason: new.reason,
+                    related_object: new.related_object,
+                    data: new.data,
+                    changes: new.changes,
+                    fanout: 0,
+                };
+                let parent = queries::get_account(tx, &scope.account_id)
+                    .await?
+                    .and_then(|a| a.parent_id);
+                let mut owners = vec![scope.account_id.as_str()];
+                if let Some(parent) = parent.as_deref() {
+                    owners.push(parent);
+                }
+                let candidates =
+                    queries::enabled_for_accounts(tx, &owners, scope.mode.livemode()).await?;
+                let targets: Vec<&EventDestination> = candidates
+                    .iter()
+                    .filter(|d| {
+                        let origin = if d.account_id == scope.account_id {
+                            Origin::OwnAccount
+                        } else {
+                            Origin::ConnectedAccount
+                        };
+                        routing::matches(d, &event, origin)
+                    })
+                    .collect();
+                event.fanout = targets.len() as i64;
+                queries::insert_event(tx, &event).await?;
+                for d in targets {
+                    queries::insert_delivery(tx, &event.id, &d.id, now).await?;
+                }
+                Ok((event.id.clone(), event))
+            },
+        )
         .await
     }
 
-    pub async fn get_event(&self, scope: Scope, id: String, family: Family) -> Result<Event, StoreError> {
+    pub async fn get_event(
+        &self,
+        scope: Scope,
+        id: String,
+        family: Family,
+    ) -> Result<Event, StoreError> {
         queries::get_event(&**self.client().await?, &scope, &id, Some(family)).await
     }
 
-    pub async fn list_events(&self, scope: Scope, filter: EventFilter, cursor: Cursor, limit: usize) -> Result<Page<Event>, StoreError> {
+    pub async fn list_events(
+        &self,
+        scope: Scope,
+        filter: EventFilter,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page<Event>, StoreError> {
         queries::list_events(&**self.client().await?, &scope, &filter, cursor, limit).await
     }
 
-    pub async fn prune(&self, event_retention_ms: i64, idempotency_retention_ms: i64) -> Result<usize, StoreError> {
+    pub async fn prune(
+        &self,
+        event_retention_ms: i64,
+        idempotency_retention_ms: i64,
+    ) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let n = queries::prune(&*tx, now - event_retention_ms, now - idempotency_retention_ms).await?;
+        let n = queries::prune(
+            &*tx,
+            now - event_retention_ms,
+            now - idempotency_retention_ms,
+        )
+        .await?;
         tx.commit().await?;
         Ok(n)
     }
 }
 
 /// The destination, row-locked for the rest of the transaction (concurrent updates serialise).
-async fn lock_destination(tx: &Transaction<'_>, scope: &Scope, id: &str) -> Result<EventDestination, StoreError> {
-    tx.execute("SELECT 1 FROM event_destinations WHERE id = $1 FOR UPDATE", &[&id]).await?;
+async fn lock_destination(
+    tx: &Transaction<'_>,
+    scope: &Scope,
+    id: &str,
+) -> Result<EventDestination, StoreError> {
+    tx.execute(
+        "SELECT 1 FROM event_destinations WHERE id = $1 FOR UPDATE",
+        &[&id],
+    )
+    .await?;
     queries::get_destination(tx, scope, id).await
 }

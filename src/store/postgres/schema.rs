@@ -85,9 +85,7 @@ const MIGRATION_LOCK: i64 = 0x6576_656e_7464;
 
 pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS eventd_schema (version BIGINT NOT NULL);",
-        )
+        .batch_execute("CREATE TABLE IF NOT EXISTS eventd_schema (version BIGINT NOT NULL);")
         .await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

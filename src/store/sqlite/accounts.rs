@@ -6,7 +6,6 @@ use crate::domain::account::{Account, KeyOwner};
 use crate::domain::Mode;
 use crate::store::{hash_key, StoreError};
 
-
 pub fn insert_account(
     c: &Connection,
     id: &str,

@@ -411,10 +411,14 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn record_attempt(&self, attempt: DeliveryAttempt) -> Result<(), StoreError> {
+    pub async fn record_attempts(&self, attempts: Vec<DeliveryAttempt>) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         self.writer
-            .write(move |c| deliveries::record(c, &attempt, now))
+            .write(move |c| {
+                attempts
+                    .iter()
+                    .try_for_each(|a| deliveries::record(c, a, now))
+            })
             .await
     }
 

@@ -75,17 +75,17 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     }
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
-        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+        if let Err(e) = execute_cached(conn, "SAVEPOINT op") {
             tracing::warn!(error = %e, "cannot open a savepoint; the write is dropped");
             continue;
         }
         let (ok, reply) = job(conn);
         let end = if ok {
-            "RELEASE op"
+            execute_cached(conn, "RELEASE op")
         } else {
-            "ROLLBACK TO op; RELEASE op"
+            execute_cached(conn, "ROLLBACK TO op").and_then(|_| execute_cached(conn, "RELEASE op"))
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = end {
             tracing::error!(error = %e, "savepoint release failed");
         }
         replies.push(reply);
@@ -97,6 +97,11 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     for reply in replies {
         reply(commit.clone().map_err(StoreError::Commit));
     }
+}
+
+/// A statement without results, prepared once per connection.
+fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute([])
 }
 
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
