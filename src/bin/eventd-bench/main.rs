@@ -73,6 +73,10 @@ struct Args {
     /// Keep the data directories (printed) instead of deleting them.
     #[arg(long)]
     keep_data: bool,
+    /// Run eventd on PostgreSQL at this URL (a schema per run, dropped at the end) instead of
+    /// SQLite; e.g. postgres://postgres@127.0.0.1:5432/test.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
 }
 
 /// Removes the scratch directory at the end (children are stopped before this drops).
@@ -143,6 +147,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 bin: args.eventd.clone(),
                 root: scratch.0.clone(),
                 env,
+                database: args.database.clone().map(server::Postgres::new),
             }
         }
     };
@@ -157,7 +162,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         launcher,
         concurrency: args.concurrency,
         stall: Duration::from_secs(args.stall_secs),
+        postgres: args.database.is_some(),
     };
+    let store = if ctx.postgres { "postgres" } else { "sqlite" };
     eprintln!(
         "eventd-bench: N={n}, fan-out {}, {} clients, latency {} ev/s for {latency_secs} s, backlog {}; scratch {}",
         args.fanout,
@@ -166,6 +173,50 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if run_backlog { backlog_n.to_string() } else { "skipped".into() },
         scratch.0.display()
     );
+    let began = Instant::now();
+    let result = measure(
+        &ctx,
+        &args,
+        n,
+        ceiling_secs,
+        latency_secs,
+        backlog_n,
+        run_backlog,
+    )
+    .await;
+    if let server::Launcher::Spawn {
+        database: Some(pg), ..
+    } = &ctx.launcher
+    {
+        if let Err(e) = pg.drop_schemas().await {
+            eprintln!("eventd-bench: could not drop the benchmark schemas: {e:#}");
+        }
+    }
+    let rows = result?;
+    report(&rows, &args, n, store, began);
+    Ok(())
+}
+
+/// The measured results of one run, in order.
+struct Rows {
+    all: Vec<Row>,
+    ceiling_rps: f64,
+    ingest_eps: f64,
+    e2e1: Row,
+    e2e10: Row,
+    lat: Latency,
+    backlog_dps: Option<f64>,
+}
+
+async fn measure(
+    ctx: &Ctx,
+    args: &Args,
+    n: u64,
+    ceiling_secs: f64,
+    latency_secs: f64,
+    backlog_n: u64,
+    run_backlog: bool,
+) -> anyhow::Result<Rows> {
     let began = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
     let step = |rows: &mut Vec<Row>, row: Row| {
@@ -180,31 +231,51 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         rows.push(row);
     };
-
-    let ceiling = scenarios::ceiling(&ctx, ceiling_secs).await?;
+    let ceiling = scenarios::ceiling(ctx, ceiling_secs).await?;
     let ceiling_rps = ceiling.rate;
     step(&mut rows, ceiling);
-    let ingest = scenarios::ingest(&ctx, n).await?;
+    let ingest = scenarios::ingest(ctx, n).await?;
     let ingest_eps = ingest.rate;
     step(&mut rows, ingest);
-    let e2e1 = scenarios::end_to_end(&ctx, n, 1).await?;
+    let e2e1 = scenarios::end_to_end(ctx, n, 1).await?;
     let e2e1_row = e2e1.clone();
     step(&mut rows, e2e1);
-    let e2e10 = scenarios::end_to_end(&ctx, n, args.fanout).await?;
+    let e2e10 = scenarios::end_to_end(ctx, n, args.fanout).await?;
     let e2e10_row = e2e10.clone();
     step(&mut rows, e2e10);
     let (lat_row, lat): (Row, Latency) =
-        scenarios::latency(&ctx, args.latency_rate, latency_secs).await?;
+        scenarios::latency(ctx, args.latency_rate, latency_secs).await?;
     step(&mut rows, lat_row);
     let mut backlog_dps = None;
     if run_backlog {
-        let (load, drain) = scenarios::backlog(&ctx, backlog_n).await?;
+        let (load, drain) = scenarios::backlog(ctx, backlog_n).await?;
         backlog_dps = Some(drain.rate);
         step(&mut rows, load);
         step(&mut rows, drain);
     }
 
-    print_table(&rows, ceiling_rps);
+    Ok(Rows {
+        all: rows,
+        ceiling_rps,
+        ingest_eps,
+        e2e1: e2e1_row,
+        e2e10: e2e10_row,
+        lat,
+        backlog_dps,
+    })
+}
+
+fn report(r: &Rows, args: &Args, n: u64, store: &str, began: Instant) {
+    let (rows, ceiling_rps, ingest_eps, e2e1_row, e2e10_row, lat, backlog_dps) = (
+        &r.all,
+        r.ceiling_rps,
+        r.ingest_eps,
+        &r.e2e1,
+        &r.e2e10,
+        r.lat,
+        r.backlog_dps,
+    );
+    print_table(rows, ceiling_rps);
     let rss_mb = rows
         .iter()
         .filter_map(|r| r.rss_mb)
@@ -222,8 +293,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         began.elapsed().as_secs_f64()
     );
     println!(
-        "RESULT store=sqlite ceiling_rps={} ingest_eps={} e2e_1_dps={} e2e_10_dps={} p50_ms={} p99_ms={} max_ms={} \
-         backlog_dps={} rss_mb={} db_mb_per_1m_events={} cpu_us_per_event={} cpu_us_per_delivery={} events={n} fanout={}",
+        "RESULT store={store} ceiling_rps={} ingest_eps={} e2e_1_dps={} e2e_10_dps={} p50_ms={} p99_ms={} max_ms={} \
+         backlog_dps={} rss_mb={} db_mb_per_1m_events={} cpu_us_per_event={} cpu_us_per_delivery={} \
+         db_cpu_us_per_event={} db_cpu_us_per_delivery={} events={n} fanout={}",
         fmt(Some(ceiling_rps), 0),
         fmt(Some(ingest_eps), 0),
         fmt(Some(e2e1_row.rate), 0),
@@ -236,9 +308,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         fmt(db_per_1m, 0),
         fmt(e2e1_row.us_per_event(), 1),
         fmt(e2e10_row.us_per_delivery(), 1),
+        fmt(e2e1_row.db_us_per_event(), 1),
+        fmt(e2e10_row.db_us_per_delivery(), 1),
         args.fanout,
     );
-    Ok(())
 }
 
 fn fmt(v: Option<f64>, decimals: usize) -> String {
@@ -250,7 +323,7 @@ fn fmt(v: Option<f64>, decimals: usize) -> String {
 
 fn print_table(rows: &[Row], ceiling: f64) {
     println!(
-        "\n{:<22} {:>9} {:>10} {:>8} {:>10} {:<5} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8}",
+        "\n{:<22} {:>9} {:>10} {:>8} {:>10} {:<5} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9}",
         "run",
         "events",
         "deliveries",
@@ -263,7 +336,8 @@ fn print_table(rows: &[Row], ceiling: f64) {
         "us/deliv",
         "rss MB",
         "db MB",
-        "bench s"
+        "bench s",
+        "db cpu s"
     );
     for r in rows {
         let pct = if r.unit == "req/s" || ceiling <= 0.0 {
@@ -272,7 +346,7 @@ fn print_table(rows: &[Row], ceiling: f64) {
             format!("{:.1}", r.rate * 100.0 / ceiling)
         };
         println!(
-            "{:<22} {:>9} {:>10} {:>8.2} {:>10.0} {:<5} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8}",
+            "{:<22} {:>9} {:>10} {:>8.2} {:>10.0} {:<5} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9}",
             r.name,
             r.events,
             r.deliveries,
@@ -286,6 +360,7 @@ fn print_table(rows: &[Row], ceiling: f64) {
             fmt(r.rss_mb, 1),
             fmt(r.db_bytes.map(|b| b as f64 / 1048576.0), 1),
             fmt(r.bench_cpu_s, 2),
+            fmt(r.db_cpu_s, 2),
         );
     }
     println!("\nnotes:");

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::receiver::Receiver;
-use crate::server::{dir_bytes, proc_cpu_secs, Eventd, Launcher, EVENT_BODY};
+use crate::server::{dir_bytes, postgres_cpu_secs, proc_cpu_secs, Eventd, Launcher, EVENT_BODY};
 
 pub struct Ctx {
     pub launcher: Launcher,
@@ -20,6 +20,8 @@ pub struct Ctx {
     pub receiver: Receiver,
     pub concurrency: usize,
     pub stall: Duration,
+    /// eventd runs on PostgreSQL (its server CPU is accounted beside eventd's).
+    pub postgres: bool,
 }
 
 /// One line of the report.
@@ -36,6 +38,8 @@ pub struct Row {
     pub cpu_s: Option<f64>,
     /// The benchmark process's own user+sys CPU seconds (clients + receiver) during the run.
     pub bench_cpu_s: Option<f64>,
+    /// PostgreSQL server processes' user+sys CPU seconds during the run (PostgreSQL only).
+    pub db_cpu_s: Option<f64>,
     pub rss_mb: Option<f64>,
     pub db_bytes: Option<u64>,
     pub note: String,
@@ -47,6 +51,13 @@ impl Row {
     }
     pub fn us_per_delivery(&self) -> Option<f64> {
         per(self.cpu_s, self.deliveries)
+    }
+    /// PostgreSQL server CPU per event / per delivery (`na` on SQLite).
+    pub fn db_us_per_event(&self) -> Option<f64> {
+        per(self.db_cpu_s, self.events)
+    }
+    pub fn db_us_per_delivery(&self) -> Option<f64> {
+        per(self.db_cpu_s, self.deliveries)
     }
 }
 
@@ -124,16 +135,26 @@ async fn publish_many(ctx: &Ctx, e: &Eventd, n: u64) -> anyhow::Result<(u64, u64
     Ok((acked, failed, elapsed))
 }
 
-/// Reads CPU and peak RSS, stops eventd, then sizes its data directory.
+/// Reads CPU and peak RSS, stops eventd, then sizes its data directory (or PostgreSQL schema).
 async fn finish(ctx: &Ctx, e: Eventd, cpu0: Option<f64>, row: &mut Row) {
     row.cpu_s = diff(cpu0, e.cpu_secs());
+    row.db_cpu_s = diff(row.db_cpu_s, postgres_cpu_secs());
     row.rss_mb = e.peak_rss_mb();
     let dir: Option<PathBuf> = e.data_dir.clone();
+    let schema = e.schema.clone();
     e.stop(&ctx.http).await;
-    row.db_bytes = dir.map(|d| dir_bytes(&d));
+    row.db_bytes = match schema {
+        Some((pg, name)) => pg.schema_bytes(&name).await,
+        None => dir.map(|d| dir_bytes(&d)),
+    };
 }
 
-/// 1. The same HTTP client stack eventd delivers with (its `Sender`, signing every request)
+/// PostgreSQL's CPU seconds so far, when benchmarking PostgreSQL (`finish` takes the difference).
+fn db_cpu0(ctx: &Ctx) -> Option<f64> {
+    ctx.postgres.then(postgres_cpu_secs).flatten()
+}
+
+/// Run 1: The same HTTP client stack eventd delivers with (its `Sender`, signing every request)
 /// POSTing a thin-notification-sized body straight to the receiver for `secs`, from
 /// `concurrency` closed-loop clients (eventd's per-destination in-flight limit is 64). No eventd.
 pub async fn ceiling(ctx: &Ctx, secs: f64) -> anyhow::Result<Row> {
@@ -191,7 +212,7 @@ pub async fn ceiling(ctx: &Ctx, secs: f64) -> anyhow::Result<Row> {
     })
 }
 
-/// 2. Events acknowledged per second at `concurrency`, one destination routed (each event commits
+/// Run 2: Events acknowledged per second at `concurrency`, one destination routed (each event commits
 /// with its pending delivery) and the delivery worker off (`--role api`), so only the API and the
 /// durable commit are measured.
 pub async fn ingest(ctx: &Ctx, n: u64) -> anyhow::Result<Row> {
@@ -200,7 +221,7 @@ pub async fn ingest(ctx: &Ctx, n: u64) -> anyhow::Result<Row> {
     e.create_destination(&ctx.http, &ctx.receiver.url(0))
         .await?;
     ctx.receiver.reset(false, false);
-    let (cpu0, bench0) = (e.cpu_secs(), bench_cpu());
+    let (cpu0, bench0, db0) = (e.cpu_secs(), bench_cpu(), db_cpu0(ctx));
     let (acked, failed, elapsed) = publish_many(ctx, &e, n).await?;
     let mut row = Row {
         name: "ingest".into(),
@@ -213,13 +234,14 @@ pub async fn ingest(ctx: &Ctx, n: u64) -> anyhow::Result<Row> {
             "role {role}, 1 destination, {} clients, {failed} failed",
             ctx.concurrency
         ),
+        db_cpu_s: db0,
         ..Row::default()
     };
     finish(ctx, e, cpu0, &mut row).await;
     Ok(row)
 }
 
-/// 3. Deliveries received per second, first publish to last delivery, `fanout` destinations.
+/// Run 3: Deliveries received per second, first publish to last delivery, `fanout` destinations.
 pub async fn end_to_end(ctx: &Ctx, n: u64, fanout: usize) -> anyhow::Result<Row> {
     let mut e = ctx
         .launcher
@@ -230,7 +252,7 @@ pub async fn end_to_end(ctx: &Ctx, n: u64, fanout: usize) -> anyhow::Result<Row>
             .await?;
     }
     ctx.receiver.reset(false, false);
-    let (cpu0, bench0) = (e.cpu_secs(), bench_cpu());
+    let (cpu0, bench0, db0) = (e.cpu_secs(), bench_cpu(), db_cpu0(ctx));
     let started = Instant::now();
     let (acked, failed, pub_elapsed) = publish_many(ctx, &e, n).await?;
     let expected = acked * fanout as u64;
@@ -253,13 +275,14 @@ pub async fn end_to_end(ctx: &Ctx, n: u64, fanout: usize) -> anyhow::Result<Row>
             acked as f64 / pub_elapsed.as_secs_f64(),
             received.saturating_sub(expected)
         ),
+        db_cpu_s: db0,
         ..Row::default()
     };
     finish(ctx, e, cpu0, &mut row).await;
     Ok(row)
 }
 
-/// 4. Publish-acknowledged → received latency at a fixed (open-loop) publish rate.
+/// Run 4: Publish-acknowledged → received latency at a fixed (open-loop) publish rate.
 pub async fn latency(ctx: &Ctx, rate: f64, secs: f64) -> anyhow::Result<(Row, Latency)> {
     let mut e = ctx.launcher.start(&ctx.http, "latency", "all").await?;
     e.create_destination(&ctx.http, &ctx.receiver.url(0))
@@ -270,7 +293,7 @@ pub async fn latency(ctx: &Ctx, rate: f64, secs: f64) -> anyhow::Result<(Row, La
     let acks: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::new(Mutex::new(Vec::new()));
     const MAX_OUTSTANDING: u32 = 512;
     let sem = Arc::new(Semaphore::new(MAX_OUTSTANDING as usize));
-    let (cpu0, bench0) = (e.cpu_secs(), bench_cpu());
+    let (cpu0, bench0, db0) = (e.cpu_secs(), bench_cpu(), db_cpu0(ctx));
     let started = tokio::time::Instant::now();
     let failed = Arc::new(AtomicU64::new(0));
     for i in 0..total {
@@ -340,6 +363,7 @@ pub async fn latency(ctx: &Ctx, rate: f64, secs: f64) -> anyhow::Result<(Row, La
             l.ack_p99_ms,
             failed.load(Relaxed)
         ),
+        db_cpu_s: db0,
         ..Row::default()
     };
     finish(ctx, e, cpu0, &mut row).await;
@@ -356,7 +380,7 @@ fn pct(v: &mut [u64], q: f64) -> f64 {
     v[rank - 1] as f64 / 1000.0
 }
 
-/// 5. Backlog: `m` events published to one destination while no worker runs (`--role api`; the
+/// Run 5: Backlog: `m` events published to one destination while no worker runs (`--role api`; the
 /// receiver also answers 503 meanwhile), then eventd restarted with `--role all` on the same data
 /// directory: drain rate, peak RSS and CPU of the draining process.
 pub async fn backlog(ctx: &Ctx, m: u64) -> anyhow::Result<(Row, Row)> {
@@ -364,7 +388,7 @@ pub async fn backlog(ctx: &Ctx, m: u64) -> anyhow::Result<(Row, Row)> {
     e.create_destination(&ctx.http, &ctx.receiver.url(0))
         .await?;
     ctx.receiver.reset(true, false);
-    let (cpu0, bench0) = (e.cpu_secs(), bench_cpu());
+    let (cpu0, bench0, db0) = (e.cpu_secs(), bench_cpu(), db_cpu0(ctx));
     let (acked, failed, elapsed) = publish_many(ctx, &e, m).await?;
     let mut load = Row {
         name: "backlog load (api)".into(),
@@ -377,12 +401,14 @@ pub async fn backlog(ctx: &Ctx, m: u64) -> anyhow::Result<(Row, Row)> {
             "worker off; {failed} failed; receiver saw {} attempts while down",
             ctx.receiver.rejected()
         ),
+        db_cpu_s: db0,
         ..Row::default()
     };
     finish(ctx, e, cpu0, &mut load).await;
 
     ctx.receiver.reset(false, false);
     let bench0 = bench_cpu();
+    let db0 = db_cpu0(ctx);
     let started = Instant::now();
     let e = ctx.launcher.start(&ctx.http, "backlog", "all").await?;
     if let Err(err) = ctx.receiver.wait_for(acked, ctx.stall).await {
@@ -403,6 +429,7 @@ pub async fn backlog(ctx: &Ctx, m: u64) -> anyhow::Result<(Row, Row)> {
             "restart with --role all to last delivery (startup included); {} bad bodies",
             ctx.receiver.bad_bodies()
         ),
+        db_cpu_s: db0,
         ..Row::default()
     };
     // The whole process's CPU (it started with the drain).

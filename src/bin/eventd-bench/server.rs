@@ -27,6 +27,8 @@ pub enum Launcher {
         root: PathBuf,
         /// Extra environment (`--eventd-env`), applied after the benchmark's own.
         env: Vec<(String, String)>,
+        /// PostgreSQL instead of SQLite: each data directory name gets a schema of its own.
+        database: Option<Postgres>,
     },
     /// Use a running eventd (`base` URL, secret key, optional pid for /proc accounting).
     Target {
@@ -41,6 +43,8 @@ pub struct Eventd {
     pub key: String,
     pub pid: Option<u32>,
     pub data_dir: Option<PathBuf>,
+    /// The PostgreSQL schema holding this eventd's data, when benchmarking PostgreSQL.
+    pub schema: Option<(Postgres, String)>,
     child: Option<Child>,
     log: Option<PathBuf>,
     /// Destinations created by the benchmark (deleted at stop when targeting a running eventd).
@@ -66,6 +70,7 @@ impl Launcher {
                     key: key.clone(),
                     pid: *pid,
                     data_dir: None,
+                    schema: None,
                     child: None,
                     log: None,
                     destinations: Vec::new(),
@@ -73,9 +78,22 @@ impl Launcher {
                 e.wait_healthy(http).await?;
                 Ok(e)
             }
-            Launcher::Spawn { bin, root, env } => {
+            Launcher::Spawn {
+                bin,
+                root,
+                env,
+                database,
+            } => {
                 let data_dir = root.join(dir);
                 std::fs::create_dir_all(&data_dir)?;
+                let mut db_env = Vec::new();
+                let mut schema = None;
+                if let Some(pg) = database {
+                    let name = pg.schema_for(dir);
+                    pg.create_schema(&name).await?;
+                    db_env.push(("EVENTD_DATABASE_URL".to_owned(), pg.url_for(&name)));
+                    schema = Some((pg.clone(), name));
+                }
                 let log = root.join(format!("{dir}-{role}.log"));
                 let port = free_port()?;
                 let child = Command::new(bin)
@@ -89,7 +107,7 @@ impl Launcher {
                     .env("EVENTD_BOOTSTRAP_KEYS", format!("{TEST_KEY},{LIVE_KEY}"))
                     .env("EVENTD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
                     .env("EVENTD_LOG", "warn")
-                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .envs(db_env.iter().chain(env.iter()).map(|(k, v)| (k, v)))
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(File::create(&log)?)
@@ -100,6 +118,7 @@ impl Launcher {
                     key: TEST_KEY.to_owned(),
                     pid: Some(child.id()),
                     data_dir: Some(data_dir),
+                    schema,
                     child: Some(child),
                     log: Some(log),
                     destinations: Vec::new(),
@@ -109,6 +128,105 @@ impl Launcher {
             }
         }
     }
+}
+
+/// The PostgreSQL database the benchmark runs eventd against (`--database`).
+#[derive(Clone)]
+pub struct Postgres {
+    pub url: String,
+    /// Prefix of the schemas this run creates: `eventd_bench_<pid>_`.
+    pub prefix: String,
+}
+
+impl Postgres {
+    pub fn new(url: String) -> Postgres {
+        Postgres {
+            url,
+            prefix: format!("eventd_bench_{}_", std::process::id()),
+        }
+    }
+
+    pub fn schema_for(&self, dir: &str) -> String {
+        let tail: String = dir
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!("{}{tail}", self.prefix)
+    }
+
+    /// The URL eventd gets: `search_path` set to `schema`.
+    pub fn url_for(&self, schema: &str) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{schema}", self.url)
+    }
+
+    async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("cannot connect to {}", self.url))?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    pub async fn create_schema(&self, schema: &str) -> anyhow::Result<()> {
+        self.client()
+            .await?
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await?;
+        Ok(())
+    }
+
+    /// Bytes of the schema's tables with their indexes and TOAST.
+    pub async fn schema_bytes(&self, schema: &str) -> Option<u64> {
+        let row = self
+            .client()
+            .await
+            .ok()?
+            .query_one(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relkind = 'r'",
+                &[&schema],
+            )
+            .await
+            .ok()?;
+        Some(row.get::<_, i64>(0) as u64)
+    }
+
+    /// Drops every schema this run created.
+    pub async fn drop_schemas(&self) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)",
+                &[&self.prefix],
+            )
+            .await?;
+        for row in rows {
+            let name: String = row.get(0);
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// utime + stime of every PostgreSQL server process on this machine, in seconds.
+pub fn postgres_cpu_secs() -> Option<f64> {
+    let mut total = 0.0;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let path = entry.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() == "postgres" {
+            if let Some(s) = proc_cpu_secs(&path.join("stat").to_string_lossy()) {
+                total += s;
+                seen = true;
+            }
+        }
+    }
+    seen.then_some(total)
 }
 
 fn free_port() -> anyhow::Result<u16> {

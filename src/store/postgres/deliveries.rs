@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{queries, PgStore, WORK_CHANNEL};
+use super::{queries, PgStore};
 use crate::domain::Scope;
 use crate::store::{AttemptsOf, ClaimedDelivery, Cursor, DeliveryAttempt, Page, StoreError};
 
@@ -20,7 +20,7 @@ impl PgStore {
         let mut out = Vec::new();
         for (destination_id, n) in wants {
             out.extend(
-                queries::claim(&*tx, &destination_id, n, now, now + lease_ms, &mut events).await?,
+                queries::claim(&tx, &destination_id, n, now, now + lease_ms, &mut events).await?,
             );
         }
         tx.commit().await?;
@@ -35,7 +35,7 @@ impl PgStore {
         futures_util::future::try_join_all(
             attempts
                 .iter()
-                .map(|attempt| queries::record_attempt(&*tx, attempt, now)),
+                .map(|attempt| queries::record_attempt(&tx, attempt, now)),
         )
         .await?;
         tx.commit().await?;
@@ -53,6 +53,8 @@ impl PgStore {
         Ok(())
     }
 
+    /// Cancels due deliveries of disabled destinations, and of deleted ones: a publish, ping or
+    /// resend on another node can commit a delivery just after the delete cancelled the others.
     pub async fn cancel_inactive_due(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
         let n = self
@@ -62,7 +64,7 @@ impl PgStore {
                 "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = $1
                  WHERE status = 'pending' AND next_attempt_ms <= $1
                    AND (lease_expires_ms IS NULL OR lease_expires_ms <= $1)
-                   AND destination_id IN (SELECT id FROM event_destinations WHERE status = 'disabled' AND NOT deleted)",
+                   AND destination_id IN (SELECT id FROM event_destinations WHERE status = 'disabled' OR deleted)",
                 &[&now],
             )
             .await?;
@@ -121,13 +123,11 @@ impl PgStore {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let event = queries::get_event(&*tx, &scope, &event_id, None).await?;
-        let d = queries::get_destination(&*tx, &scope, &destination_id).await?;
-        queries::insert_delivery(&*tx, &event.id, &d.id, now).await?;
-        tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
-            .await?;
+        let event = queries::get_event(&tx, &scope, &event_id, None).await?;
+        let d = queries::get_destination(&tx, &scope, &destination_id).await?;
+        queries::insert_delivery(&tx, &event.id, &d.id, now).await?;
         tx.commit().await?;
-        self.new_work.notify_one();
+        self.work_added();
         Ok(())
     }
 
@@ -141,13 +141,13 @@ impl PgStore {
     ) -> Result<Page<DeliveryAttempt>, StoreError> {
         let client = self.client().await?;
         match of {
-            AttemptsOf::Event => queries::get_event(&**client, &scope, &id, None)
+            AttemptsOf::Event => queries::get_event(&client, &scope, &id, None)
                 .await
                 .map(drop)?,
-            AttemptsOf::Destination => queries::get_destination(&**client, &scope, &id)
+            AttemptsOf::Destination => queries::get_destination(&client, &scope, &id)
                 .await
                 .map(drop)?,
         }
-        queries::attempts(&**client, of, &id, cursor, limit).await
+        queries::attempts(&client, of, &id, cursor, limit).await
     }
 }

@@ -12,11 +12,12 @@ mod schema;
 use std::sync::Arc;
 use std::time::Duration;
 
+use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use futures_util::future::poll_fn;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls, Transaction};
+use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::clock::SharedClock;
 use crate::domain::Scope;
@@ -30,6 +31,8 @@ pub struct PgStore {
     pool: Pool,
     clock: SharedClock,
     new_work: Arc<Notify>,
+    /// Wakes the notifier task, which tells the other nodes (NOTIFY) that work was added.
+    announce: Arc<Notify>,
 }
 
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
@@ -70,10 +73,13 @@ impl PgStore {
             .map_err(pool_error)?;
         let new_work = Arc::new(Notify::new());
         tokio::spawn(listen(config(url)?, new_work.clone()));
+        let announce = Arc::new(Notify::new());
+        tokio::spawn(announce_work(pool.clone(), announce.clone()));
         Ok(PgStore {
             pool,
             clock,
             new_work,
+            announce,
         })
     }
 
@@ -121,25 +127,49 @@ impl PgStore {
             let lock = lock_id(&[&scope.account_id, &key.operation, &key.key]);
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
                 .await?;
-            if let Some(resource_id) = queries::check_idempotency(&*tx, &scope, key, now).await? {
-                let out = replay(&*tx, &scope, &resource_id).await?;
+            if let Some(resource_id) = queries::check_idempotency(&tx, &scope, key, now).await? {
+                let out = replay(&tx, &scope, &resource_id).await?;
                 tx.commit().await?;
                 return Ok(out);
             }
         }
-        let (resource_id, out) = op(&*tx, &scope, now).await?;
+        let (resource_id, out) = op(&tx, &scope, now).await?;
         if let Some(key) = &idem {
-            queries::record_idempotency(&*tx, &scope, key, &resource_id, now).await?;
-        }
-        if notify {
-            tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
-                .await?;
+            queries::record_idempotency(&tx, &scope, key, &resource_id, now).await?;
         }
         tx.commit().await?;
         if notify {
-            self.new_work.notify_one();
+            self.work_added();
         }
         Ok(out)
+    }
+
+    /// After a commit that added due deliveries: wakes this node's worker now and the other
+    /// nodes' through the notifier.
+    fn work_added(&self) {
+        self.new_work.notify_one();
+        self.announce.notify_one();
+    }
+}
+
+/// Sends `NOTIFY` on the work channel whenever work was added, outside the adding transactions:
+/// a NOTIFY inside them would serialise their commits on PostgreSQL's notification queue lock.
+/// Announcements made while one is being sent collapse into the next one. A node that dies
+/// between a commit and its NOTIFY only delays the others until their next poll.
+async fn announce_work(pool: Pool, announce: Arc<Notify>) {
+    loop {
+        announce.notified().await;
+        let sent = match pool.get().await {
+            Ok(client) => client
+                .batch_execute(&format!("NOTIFY {WORK_CHANNEL}"))
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "NOTIFY failed; other nodes will poll");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

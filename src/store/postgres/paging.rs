@@ -1,7 +1,7 @@
 //! Keyset pagination over a table's sequence, newest first (PostgreSQL flavour).
 
+use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::GenericClient;
 
 use crate::store::{Cursor, Page, StoreError};
 

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use super::paging::{self, Param};
 use crate::config::IDEMPOTENCY_RETENTION_MS;
@@ -15,6 +17,47 @@ use crate::domain::{ids, Mode, Scope};
 use crate::store::{
     hash_key, AttemptsOf, ClaimedDelivery, Cursor, EventFilter, IdempotencyKey, Page, StoreError,
 };
+
+// Every statement here is prepared once per connection (deadpool's statement cache): the
+// server parses and plans it once, and each call is a single round trip.
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+async fn exec<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = c.prepare_cached(sql).await?;
+    c.execute(&statement, params).await
+}
+
+async fn rows<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = c.prepare_cached(sql).await?;
+    c.query(&statement, params).await
+}
+
+async fn one_row<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Row, tokio_postgres::Error> {
+    let statement = c.prepare_cached(sql).await?;
+    c.query_one(&statement, params).await
+}
+
+async fn row_opt<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let statement = c.prepare_cached(sql).await?;
+    c.query_opt(&statement, params).await
+}
 
 fn family_str(f: Family) -> &'static str {
     match f {
@@ -34,7 +77,8 @@ pub async fn insert_account<C: GenericClient>(
     if let Some(parent) = parent {
         get_account(c, parent).await?.ok_or(StoreError::NotFound)?;
     }
-    c.execute(
+    exec(
+        c,
         "INSERT INTO accounts (id, parent_id, created_ms) VALUES ($1, $2, $3)",
         &[&id, &parent, &now],
     )
@@ -49,7 +93,8 @@ pub async fn insert_key<C: GenericClient>(
     secret: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO api_keys (hash, account_id, livemode, created_ms) VALUES ($1, $2, $3, $4)
          ON CONFLICT (hash) DO NOTHING",
         &[&hash_key(secret), &account_id, &mode.livemode(), &now],
@@ -62,12 +107,12 @@ pub async fn find_key<C: GenericClient>(
     c: &C,
     secret: &str,
 ) -> Result<Option<KeyOwner>, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT account_id, livemode FROM api_keys WHERE hash = $1",
-            &[&hash_key(secret)],
-        )
-        .await?;
+    let row = row_opt(
+        c,
+        "SELECT account_id, livemode FROM api_keys WHERE hash = $1",
+        &[&hash_key(secret)],
+    )
+    .await?;
     Ok(row.map(|r| KeyOwner {
         account_id: r.get(0),
         mode: Mode::from_livemode(r.get(1)),
@@ -75,9 +120,12 @@ pub async fn find_key<C: GenericClient>(
 }
 
 pub async fn get_account<C: GenericClient>(c: &C, id: &str) -> Result<Option<Account>, StoreError> {
-    let row = c
-        .query_opt("SELECT id, parent_id FROM accounts WHERE id = $1", &[&id])
-        .await?;
+    let row = row_opt(
+        c,
+        "SELECT id, parent_id FROM accounts WHERE id = $1",
+        &[&id],
+    )
+    .await?;
     Ok(row.map(|r| Account {
         id: r.get(0),
         parent_id: r.get(1),
@@ -85,12 +133,12 @@ pub async fn get_account<C: GenericClient>(c: &C, id: &str) -> Result<Option<Acc
 }
 
 pub async fn list_accounts<C: GenericClient>(c: &C) -> Result<Vec<Account>, StoreError> {
-    let rows = c
-        .query(
-            "SELECT id, parent_id FROM accounts ORDER BY created_ms, id",
-            &[],
-        )
-        .await?;
+    let rows = rows(
+        c,
+        "SELECT id, parent_id FROM accounts ORDER BY created_ms, id",
+        &[],
+    )
+    .await?;
     Ok(rows
         .into_iter()
         .map(|r| Account {
@@ -101,12 +149,12 @@ pub async fn list_accounts<C: GenericClient>(c: &C) -> Result<Vec<Account>, Stor
 }
 
 pub async fn first_root_account<C: GenericClient>(c: &C) -> Result<Option<String>, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT id FROM accounts WHERE parent_id IS NULL ORDER BY created_ms, id LIMIT 1",
-            &[],
-        )
-        .await?;
+    let row = row_opt(
+        c,
+        "SELECT id FROM accounts WHERE parent_id IS NULL ORDER BY created_ms, id LIMIT 1",
+        &[],
+    )
+    .await?;
     Ok(row.map(|r| r.get(0)))
 }
 
@@ -118,8 +166,7 @@ pub async fn check_idempotency<C: GenericClient>(
     key: &IdempotencyKey,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
-    let row = c
-        .query_opt(
+    let row = row_opt(c,
             "SELECT fingerprint, resource_id FROM idempotency_keys
              WHERE account_id = $1 AND livemode = $2 AND operation = $3 AND key = $4 AND created_ms >= $5",
             &[&scope.account_id, &scope.mode.livemode(), &key.operation, &key.key, &(now - IDEMPOTENCY_RETENTION_MS)],
@@ -139,7 +186,7 @@ pub async fn record_idempotency<C: GenericClient>(
     resource_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(c,
         "INSERT INTO idempotency_keys (account_id, livemode, operation, key, fingerprint, resource_id, created_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (account_id, livemode, operation, key) DO UPDATE
@@ -156,7 +203,8 @@ pub async fn insert_destination<C: GenericClient>(
     c: &C,
     d: &EventDestination,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO event_destinations (id, account_id, livemode, status, is_webhook, body)
          VALUES ($1, $2, $3, $4, $5, $6)",
         &[
@@ -176,7 +224,8 @@ pub async fn save_destination<C: GenericClient>(
     c: &C,
     d: &EventDestination,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE event_destinations SET status = $2, body = $3 WHERE id = $1",
         &[&d.id, &d.status.as_str(), &serde_json::to_string(d)?],
     )
@@ -185,14 +234,14 @@ pub async fn save_destination<C: GenericClient>(
 }
 
 pub async fn count_webhooks<C: GenericClient>(c: &C, scope: &Scope) -> Result<usize, StoreError> {
-    let n: i64 = c
-        .query_one(
-            "SELECT COUNT(*) FROM event_destinations
+    let n: i64 = one_row(
+        c,
+        "SELECT COUNT(*) FROM event_destinations
              WHERE account_id = $1 AND livemode = $2 AND NOT deleted AND is_webhook",
-            &[&scope.account_id, &scope.mode.livemode()],
-        )
-        .await?
-        .get(0);
+        &[&scope.account_id, &scope.mode.livemode()],
+    )
+    .await?
+    .get(0);
     Ok(n as usize)
 }
 
@@ -201,14 +250,14 @@ pub async fn get_destination<C: GenericClient>(
     scope: &Scope,
     id: &str,
 ) -> Result<EventDestination, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT body FROM event_destinations
+    let row = row_opt(
+        c,
+        "SELECT body FROM event_destinations
              WHERE id = $1 AND account_id = $2 AND livemode = $3 AND NOT deleted",
-            &[&id, &scope.account_id, &scope.mode.livemode()],
-        )
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        &[&id, &scope.account_id, &scope.mode.livemode()],
+    )
+    .await?
+    .ok_or(StoreError::NotFound)?;
     Ok(serde_json::from_str(row.get(0))?)
 }
 
@@ -217,12 +266,14 @@ pub async fn delete_destination<C: GenericClient>(
     id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE event_destinations SET deleted = TRUE WHERE id = $1",
         &[&id],
     )
     .await?;
-    c.execute(
+    exec(
+        c,
         "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = $2
          WHERE destination_id = $1 AND status = 'pending'",
         &[&id, &now],
@@ -258,13 +309,13 @@ pub async fn enabled_for_accounts<C: GenericClient>(
     livemode: bool,
 ) -> Result<Vec<EventDestination>, StoreError> {
     let ids: Vec<String> = account_ids.iter().map(|s| s.to_string()).collect();
-    let rows = c
-        .query(
-            "SELECT body FROM event_destinations
+    let rows = rows(
+        c,
+        "SELECT body FROM event_destinations
              WHERE account_id = ANY($1) AND livemode = $2 AND NOT deleted AND status = 'enabled'",
-            &[&ids, &livemode],
-        )
-        .await?;
+        &[&ids, &livemode],
+    )
+    .await?;
     rows.iter()
         .map(|r| Ok(serde_json::from_str(r.get(0))?))
         .collect()
@@ -273,7 +324,8 @@ pub async fn enabled_for_accounts<C: GenericClient>(
 // --- events ---
 
 pub async fn insert_event<C: GenericClient>(c: &C, e: &Event) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO events (id, account_id, livemode, family, type, related_id, created_ms, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
@@ -297,7 +349,7 @@ pub async fn insert_delivery<C: GenericClient>(
     destination_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(c,
         "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_ms, created_ms, updated_ms)
          VALUES ($1, $2, $3, 'pending', $4, $4, $4)",
         &[&ids::delivery(), &event_id, &destination_id, &now],
@@ -313,14 +365,14 @@ pub async fn get_event<C: GenericClient>(
     family: Option<Family>,
 ) -> Result<Event, StoreError> {
     let family = family.map(family_str);
-    let row = c
-        .query_opt(
-            "SELECT body FROM events WHERE id = $1 AND account_id = $2 AND livemode = $3
+    let row = row_opt(
+        c,
+        "SELECT body FROM events WHERE id = $1 AND account_id = $2 AND livemode = $3
                AND ($4::TEXT IS NULL OR family = $4)",
-            &[&id, &scope.account_id, &scope.mode.livemode(), &family],
-        )
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        &[&id, &scope.account_id, &scope.mode.livemode(), &family],
+    )
+    .await?
+    .ok_or(StoreError::NotFound)?;
     Ok(serde_json::from_str(row.get(0))?)
 }
 
@@ -367,22 +419,25 @@ pub async fn prune<C: GenericClient>(
     event_before: i64,
     idempotency_before: i64,
 ) -> Result<usize, StoreError> {
-    c.execute(
+    exec(
+        c,
         "DELETE FROM idempotency_keys WHERE created_ms < $1",
         &[&idempotency_before],
     )
     .await?;
     for table in ["delivery_attempts", "deliveries"] {
-        c.execute(
+        exec(c,
             &format!("DELETE FROM {table} WHERE event_id IN (SELECT id FROM events WHERE created_ms < $1)"),
             &[&event_before],
         )
         .await?;
     }
-    Ok(
-        c.execute("DELETE FROM events WHERE created_ms < $1", &[&event_before])
-            .await? as usize,
+    Ok(exec(
+        c,
+        "DELETE FROM events WHERE created_ms < $1",
+        &[&event_before],
     )
+    .await? as usize)
 }
 
 // --- deliveries ---
@@ -396,37 +451,35 @@ pub async fn claim<C: GenericClient>(
     lease_until: i64,
     events: &mut HashMap<String, Arc<Event>>,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    let Some(row) = c
-        .query_opt(
-            "SELECT body FROM event_destinations WHERE id = $1 AND status = 'enabled' AND NOT deleted",
-            &[&destination_id],
-        )
-        .await?
+    let Some(row) = row_opt(
+        c,
+        "SELECT body FROM event_destinations WHERE id = $1 AND status = 'enabled' AND NOT deleted",
+        &[&destination_id],
+    )
+    .await?
     else {
         return Ok(Vec::new());
     };
     let destination: Arc<EventDestination> = Arc::new(serde_json::from_str(row.get(0))?);
-    let rows = c
-        .query(
-            "UPDATE deliveries SET lease_expires_ms = $4 WHERE seq IN (
+    let rows = rows(
+        c,
+        "UPDATE deliveries SET lease_expires_ms = $4 WHERE seq IN (
                  SELECT seq FROM deliveries
                  WHERE destination_id = $1 AND status = 'pending' AND next_attempt_ms <= $2
                    AND (lease_expires_ms IS NULL OR lease_expires_ms <= $2)
                  ORDER BY next_attempt_ms LIMIT $3
                  FOR UPDATE SKIP LOCKED)
              RETURNING id, event_id, attempts",
-            &[&destination_id, &now, &(limit as i64), &lease_until],
-        )
-        .await?;
+        &[&destination_id, &now, &(limit as i64), &lease_until],
+    )
+    .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let event_id: String = r.get(1);
         let event = match events.get(&event_id) {
             Some(e) => e.clone(),
             None => {
-                let row = c
-                    .query_one("SELECT body FROM events WHERE id = $1", &[&event_id])
-                    .await?;
+                let row = one_row(c, "SELECT body FROM events WHERE id = $1", &[&event_id]).await?;
                 let e: Arc<Event> = Arc::new(serde_json::from_str(row.get(0))?);
                 events.insert(event_id, e.clone());
                 e
@@ -452,13 +505,13 @@ pub async fn record_attempt<C: GenericClient>(
         (AttemptOutcome::Failed, Some(_)) => "pending",
         (AttemptOutcome::Failed, None) => "failed",
     };
-    c.execute(
+    exec(c,
         "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_ms = $4, lease_expires_ms = NULL, updated_ms = $5
          WHERE id = $1 AND status = 'pending'",
         &[&a.delivery_id, &status, &i64::from(a.attempt), &a.next_attempt_ms, &now],
     )
     .await?;
-    c.execute(
+    exec(c,
         "INSERT INTO delivery_attempts (delivery_id, event_id, destination_id, attempt, started_ms, body)
          VALUES ($1, $2, $3, $4, $5, $6)",
         &[&a.delivery_id, &a.event_id, &a.destination_id, &i64::from(a.attempt), &a.started_ms, &serde_json::to_string(a)?],

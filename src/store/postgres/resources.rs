@@ -1,6 +1,6 @@
 //! Event destinations and events on PostgreSQL.
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::{queries, PgStore};
 use crate::domain::destination::{
@@ -66,7 +66,7 @@ impl PgStore {
         scope: Scope,
         id: String,
     ) -> Result<EventDestination, StoreError> {
-        queries::get_destination(&**self.client().await?, &scope, &id).await
+        queries::get_destination(&self.client().await?, &scope, &id).await
     }
 
     pub async fn list_destinations(
@@ -75,7 +75,7 @@ impl PgStore {
         cursor: Cursor,
         limit: usize,
     ) -> Result<Page<EventDestination>, StoreError> {
-        queries::list_destinations(&**self.client().await?, &scope, cursor, limit).await
+        queries::list_destinations(&self.client().await?, &scope, cursor, limit).await
     }
 
     pub async fn update_destination(
@@ -249,7 +249,7 @@ impl PgStore {
         id: String,
         family: Family,
     ) -> Result<Event, StoreError> {
-        queries::get_event(&**self.client().await?, &scope, &id, Some(family)).await
+        queries::get_event(&self.client().await?, &scope, &id, Some(family)).await
     }
 
     pub async fn list_events(
@@ -259,7 +259,7 @@ impl PgStore {
         cursor: Cursor,
         limit: usize,
     ) -> Result<Page<Event>, StoreError> {
-        queries::list_events(&**self.client().await?, &scope, &filter, cursor, limit).await
+        queries::list_events(&self.client().await?, &scope, &filter, cursor, limit).await
     }
 
     pub async fn prune(
@@ -271,7 +271,7 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let n = queries::prune(
-            &*tx,
+            &tx,
             now - event_retention_ms,
             now - idempotency_retention_ms,
         )
