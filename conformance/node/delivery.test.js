@@ -4,6 +4,7 @@
 // each test creates its own account and its own receiver (node http server on 127.0.0.1, port 0) that records the
 // raw body bytes and headers of every POST and answers 200. The test then verifies the recorded bytes with
 // `stripe.parseEventNotification(rawBody, sig, secret)` (default 300 s tolerance) and fetches through the SDK.
+// The database is SQLite in the temp data dir, or a schema of its own in EVENTD_TEST_DATABASE_URL (PostgreSQL): see backend.js.
 
 const {test, before, after} = require('node:test');
 const assert = require('node:assert/strict');
@@ -15,6 +16,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const Stripe = require('stripe');
+const backend = require('./backend');
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const BIN = process.env.EVENTD_BIN || path.join(REPO_ROOT, 'target', 'debug', 'eventd');
@@ -70,6 +72,8 @@ async function waitHealthy(proc, port) {
 
 before(async () => {
   if (!fs.existsSync(BIN)) throw new Error(`eventd binary not found at ${BIN} (cargo build --locked, or set EVENTD_BIN)`);
+  console.log(backend.describe());
+  backend.setup();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'eventd-node-delivery-'));
   const dataDir = path.join(tmp, 'data');
   fs.mkdirSync(dataDir);
@@ -77,7 +81,7 @@ before(async () => {
   const log = fs.openSync(logPath, 'a');
   const port = await freePort();
   const env = {
-    ...process.env,
+    ...backend.env(dataDir),
     EVENTD_BOOTSTRAP_KEYS: `sk_test_${alnum(24)},sk_live_${alnum(24)}`,
     // The receivers listen on 127.0.0.1; eventd refuses loopback targets unless allowed.
     EVENTD_ALLOW_PRIVATE_TARGETS: '127.0.0.0/8',
@@ -108,12 +112,13 @@ async function stopServer() {
 after(async () => {
   await stopServer();
   if (server) fs.rmSync(server.tmp, {recursive: true, force: true});
+  backend.teardown();
 });
 
 function createAccount(parent) {
   const args = ['accounts', 'create', '--data-dir', server.dataDir];
   if (parent) args.push('--parent', parent);
-  const out = execFileSync(BIN, args, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']});
+  const out = execFileSync(BIN, args, {encoding: 'utf8', env: backend.env(server.dataDir), stdio: ['ignore', 'pipe', 'pipe']});
   const fields = Object.fromEntries(out.trim().split('\n').map((l) => l.trim().split(/\s+/)));
   assert.ok(fields.account && fields.sk_test && fields.sk_live, `unexpected accounts create output: ${out}`);
   return {id: fields.account, skTest: fields.sk_test, skLive: fields.sk_live};

@@ -657,9 +657,14 @@ def test_documented_defaults_and_echoes(wire):
     assert star_thin["enabled_events"] == ["*"]
     star_snap = wire.create(eventbridge(event_payload="snapshot", enabled_events=["*"]))
     assert star_snap["enabled_events"] == ["*"]
-    odd = "HTTPS://127.0.0.1:9/a/../b?q=1&r=%20"
+    odd = "HTTPS://127.0.0.1:9/a/b?q=1&r=%20"
     ed = wire.create(thin_webhook(url=odd, include=["webhook_endpoint.url"]))
     assert ed["webhook_endpoint"]["url"] == odd, "url is stored and returned exactly as given"
+    # [INF] A URL whose request target would be rewritten on sending (dot segments) is refused.
+    wire.err(
+        wire.post("/v2/core/event_destinations", thin_webhook(url="https://127.0.0.1:9/a/../b")),
+        400, "invalid_fields", mentions="webhook_endpoint.url",
+    )
 
 
 def test_event_nulls_when_absent(wire):

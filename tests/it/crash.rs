@@ -6,10 +6,7 @@
 //! Everything runs on loopback: the receiver is an in-test axum server that outlives the restarts.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::OpenOptions;
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -19,10 +16,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde_json::{json, Value};
-use sha2::Sha256;
+
+use super::pg::TestDatabase;
+use super::process::{client, lock, log_tail, signature_ok, Eventd, NodeConfig};
 
 const KEY: &str = "sk_test_crash0000000";
 const LIVE_KEY: &str = "sk_live_crash0000000";
@@ -30,13 +28,9 @@ const LIVE_KEY: &str = "sk_live_crash0000000";
 const PUBLISHERS: usize = 8;
 /// How many times eventd is killed with SIGKILL and restarted.
 const RESTARTS: usize = 4;
-/// How long one start may take before `/healthz` answers 200.
-const STARTUP_LIMIT: Duration = Duration::from_secs(15);
 /// How long, after publishing stops, every acknowledged event has to arrive. A delivery leased by
 /// a killed process is retried only when its lease expires (attempt 2 s + connect 1 s + 5 s).
 const DELIVERY_LIMIT: Duration = Duration::from_secs(30);
-/// Stripe's SDKs refuse signatures older than this.
-const SIGNATURE_TOLERANCE_S: i64 = 300;
 
 // ---------------------------------------------------------------------------------------------
 // The webhook receiver
@@ -117,155 +111,6 @@ async fn hook(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -
     StatusCode::OK
 }
 
-/// `t=<unix s>,v1=<hex HMAC-SHA256("t.body")>[,v1=…]`, keyed by the whole `whsec_…` string.
-fn signature_ok(secret: &str, header: &str, body: &[u8]) -> bool {
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", t)) => timestamp = Some(t),
-            Some(("v1", s)) => signatures.push(s),
-            _ => {}
-        }
-    }
-    let Some(t) = timestamp else { return false };
-    let Ok(seconds) = t.parse::<i64>() else {
-        return false;
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64;
-    if (now - seconds).abs() > SIGNATURE_TOLERANCE_S {
-        return false;
-    }
-    signatures.iter().any(|s| {
-        let Ok(expected) = hex::decode(s) else {
-            return false;
-        };
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key");
-        mac.update(t.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.verify_slice(&expected).is_ok()
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The eventd process
-
-struct Eventd {
-    child: Child,
-    base: String,
-}
-
-impl Eventd {
-    /// Starts `eventd serve` on a fresh loopback port and waits until `/healthz` answers 200.
-    async fn start(data_dir: &Path, log: &Path, receiver_client: &reqwest::Client) -> Eventd {
-        let deadline = Instant::now() + STARTUP_LIMIT;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let port = free_port();
-            let mut child = spawn(data_dir, log, port);
-            let base = format!("http://127.0.0.1:{port}");
-            loop {
-                if let Some(status) = child.try_wait().expect("child status") {
-                    // Most likely the port was taken in between; try another one.
-                    assert!(
-                        tries < 5 && Instant::now() < deadline,
-                        "eventd exited at start ({status}); log:\n{}",
-                        log_tail(log)
-                    );
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "eventd did not become healthy within {STARTUP_LIMIT:?}; log:\n{}",
-                        log_tail(log)
-                    );
-                }
-                let healthy = receiver_client
-                    .get(format!("{base}/healthz"))
-                    .timeout(Duration::from_secs(1))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200);
-                if healthy {
-                    return Eventd { child, base };
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-
-    /// SIGKILL: no shutdown path runs, leases stay taken, nothing is flushed.
-    fn kill9(&mut self) {
-        self.child.kill().expect("SIGKILL eventd");
-        self.child.wait().expect("reap eventd");
-    }
-
-    fn still_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Eventd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-fn spawn(data_dir: &Path, log: &Path, port: u16) -> Child {
-    let log_file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("open eventd log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventd"));
-    // Only this test's settings, and no proxy between eventd and the loopback receiver.
-    for (name, _) in std::env::vars_os() {
-        let n = name.to_string_lossy().to_ascii_lowercase();
-        if n.starts_with("eventd_") || n.ends_with("_proxy") {
-            cmd.env_remove(&name);
-        }
-    }
-    cmd.arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("EVENTD_BOOTSTRAP_KEYS", format!("{KEY},{LIVE_KEY}"))
-        .env("EVENTD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
-        .env(
-            "EVENTD_RETRY_SCHEDULE",
-            "200ms,500ms,1s,1s,1s,1s,1s,1s,1s,1s",
-        )
-        .env("EVENTD_ATTEMPT_TIMEOUT", "2s")
-        .env("EVENTD_CONNECT_TIMEOUT", "1s")
-        .env("EVENTD_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log_file));
-    cmd.spawn().expect("spawn eventd")
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 // ---------------------------------------------------------------------------------------------
 // The publishers
 
@@ -332,18 +177,6 @@ async fn publisher(p: Arc<Publishing>) {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("http client")
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     m.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -358,6 +191,9 @@ async fn every_acknowledged_event_is_delivered_across_kill_9_restarts() {
     let data_dir: PathBuf = dir.path().join("data");
     let log: PathBuf = dir.path().join("eventd.log");
     let http = client();
+    // PostgreSQL (a schema of its own) when EVENTD_TEST_DATABASE_URL is set, else SQLite.
+    let db = TestDatabase::from_env().await;
+    let database = db.as_ref().map(TestDatabase::url);
 
     // The receiver, up for the whole test.
     let receiver = Arc::new(Receiver::default());
@@ -370,7 +206,14 @@ async fn every_acknowledged_event_is_delivered_across_kill_9_restarts() {
         .with_state(receiver.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let mut eventd = Eventd::start(&data_dir, &log, &http).await;
+    let node = NodeConfig {
+        data_dir,
+        database,
+        log: log.clone(),
+        keys: (KEY.to_owned(), LIVE_KEY.to_owned()),
+        env: Vec::new(),
+    };
+    let mut eventd = Eventd::start(&node, &http).await;
 
     // The destination: every event, thin, to the receiver.
     let created = http
@@ -419,7 +262,7 @@ async fn every_acknowledged_event_is_delivered_across_kill_9_restarts() {
         acked_at_kill.push(publishing.acknowledged_count());
         let down_for = rand::thread_rng().gen_range(0..300);
         tokio::time::sleep(Duration::from_millis(down_for)).await;
-        eventd = Eventd::start(&data_dir, &log, &http).await;
+        eventd = Eventd::start(&node, &http).await;
         *publishing.base.write().unwrap() = eventd.base.clone();
     }
     // The last incarnation takes load too, then publishing stops.
@@ -477,12 +320,13 @@ async fn every_acknowledged_event_is_delivered_across_kill_9_restarts() {
     let acked_set: HashSet<&String> = acknowledged.iter().collect();
     let received_unacknowledged = counts.keys().filter(|id| !acked_set.contains(id)).count();
     let report = format!(
-        "crash report: acknowledged {} (unique {acked_unique}, per incarnation {per_run:?}), \
+        "crash report ({}): acknowledged {} (unique {acked_unique}, per incarnation {per_run:?}), \
          received unique {received_unique} (of which {received_unacknowledged} never acknowledged), \
          requests {} ({cut_off} cut off by a kill before answering), duplicates {duplicates} over {duplicated_events} events, missing {}, \
          restarts {RESTARTS} (kill -9), receiver requests in flight at kills {in_flight_at_kill:?}, \
          publish transport errors {}, non-200 {}, bad signatures {}, bad bodies {}, \
          publishing {:.1}s + delivery wait {:.1}s = {:.1}s",
+        if db.is_some() { "postgres" } else { "sqlite" },
         acknowledged.len(),
         receiver.requests.load(SeqCst),
         missing.len(),

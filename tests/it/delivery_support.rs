@@ -1,6 +1,7 @@
 //! What the delivery tests share: `DeliveryApp` (a real eventd with the system clock that can be
-//! stopped and started again on the same data directory), destination and event helpers, the
-//! delivery-log reader, and a Stripe-Signature verifier written from the reference (§4.4).
+//! stopped and started again on the same data directory, or the same PostgreSQL schema when
+//! `EVENTD_TEST_DATABASE_URL` is set), destination and event helpers, the delivery-log reader,
+//! and a Stripe-Signature verifier written from the reference (§4.4).
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use super::pg::TestDatabase;
 use super::receiver::Received;
 use super::support::{Call, Resp, DESTINATIONS, EVENTS, LIVE_KEY, TEST_KEY};
 
@@ -40,6 +42,8 @@ pub struct DeliveryApp {
     dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The PostgreSQL schema (when `EVENTD_TEST_DATABASE_URL` is set); survives restarts.
+    db: Option<TestDatabase>,
 }
 
 impl DeliveryApp {
@@ -50,12 +54,18 @@ impl DeliveryApp {
             test: TEST_KEY.to_owned(),
             live: LIVE_KEY.to_owned(),
         });
+        let db = TestDatabase::from_env().await;
+        config.store.database = db.as_ref().map(TestDatabase::url);
         configure(&mut config);
-        Self::start_in(dir, config).await
+        Self::start_in(dir, db, config).await
     }
 
-    /// Starts eventd on `dir` (which may hold the data of an earlier run).
-    pub async fn start_in(dir: tempfile::TempDir, mut config: Config) -> DeliveryApp {
+    /// Starts eventd on `dir` or `db` (which may hold the data of an earlier run).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        db: Option<TestDatabase>,
+        mut config: Config,
+    ) -> DeliveryApp {
         config.store.data_dir = dir.path().to_path_buf();
         let app = Application::build(config.clone(), eventd::clock::system())
             .await
@@ -74,6 +84,7 @@ impl DeliveryApp {
             dir,
             shutdown: Some(tx),
             handle: Some(handle),
+            db,
         }
     }
 
@@ -81,7 +92,8 @@ impl DeliveryApp {
     pub async fn restart(mut self) -> DeliveryApp {
         self.stop().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        Self::start_in(dir, self.config.clone()).await
+        let db = self.db.take();
+        Self::start_in(dir, db, self.config.clone()).await
     }
 
     async fn stop(&mut self) {

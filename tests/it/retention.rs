@@ -1,10 +1,13 @@
-//! Events and idempotency keys expire after their retention, measured on an injected clock.
+//! Events and idempotency keys expire after their retention, measured on an injected clock (on the
+//! backend `EVENTD_TEST_DATABASE_URL` selects).
 
 use eventd::clock::ManualClock;
 use eventd::config::{DAY_MS, IDEMPOTENCY_RETENTION_MS};
 use eventd::domain::event::{Family, NewEvent};
 use eventd::domain::{Mode, Scope};
-use eventd::store::{IdempotencyKey, Store, StoreError};
+use eventd::store::{IdempotencyKey, StoreError};
+
+use super::pg::Backend;
 
 fn key(k: &str, fingerprint: &str) -> Option<IdempotencyKey> {
     Some(IdempotencyKey {
@@ -26,9 +29,9 @@ fn thin(type_: &str) -> NewEvent {
 
 #[tokio::test]
 async fn events_and_idempotency_keys_expire_after_their_retention() {
-    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::selected().await;
     let clock = ManualClock::new(1_800_000_000_000);
-    let store = Store::open(dir.path(), clock.clone()).unwrap();
+    let store = backend.open(clock.clone()).await;
     let (account_id, _) = store.bootstrap(None).await.unwrap();
     let scope = Scope {
         account_id,
@@ -74,9 +77,9 @@ async fn events_and_idempotency_keys_expire_after_their_retention() {
 
 #[tokio::test]
 async fn idempotency_key_replays_within_retention() {
-    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::selected().await;
     let clock = ManualClock::new(1_800_000_000_000);
-    let store = Store::open(dir.path(), clock.clone()).unwrap();
+    let store = backend.open(clock.clone()).await;
     let (account_id, _) = store.bootstrap(None).await.unwrap();
     let scope = Scope {
         account_id,

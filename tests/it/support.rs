@@ -1,4 +1,5 @@
-//! `TestApp`: a real eventd on a loopback port with a temporary data directory and a manual clock,
+//! `TestApp`: a real eventd on a loopback port with a temporary data directory (or, with
+//! `EVENTD_TEST_DATABASE_URL`, a PostgreSQL schema of its own) and a manual clock,
 //! plus small request helpers that return `(status, headers, JSON)` and shared assertions.
 
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use eventd::store::Store;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
+
+use super::pg::TestDatabase;
 
 pub const TEST_KEY: &str = "sk_test_integration0000";
 pub const LIVE_KEY: &str = "sk_live_integration0000";
@@ -26,6 +29,8 @@ pub struct TestApp {
     clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The PostgreSQL schema (when `EVENTD_TEST_DATABASE_URL` is set), dropped last.
+    _db: Option<TestDatabase>,
 }
 
 impl TestApp {
@@ -40,6 +45,8 @@ impl TestApp {
             test: TEST_KEY.to_owned(),
             live: LIVE_KEY.to_owned(),
         });
+        let db = TestDatabase::from_env().await;
+        config.store.database = db.as_ref().map(TestDatabase::url);
         configure(&mut config);
         let clock = ManualClock::new(T0_MS);
         let shared: SharedClock = clock.clone();
@@ -64,6 +71,7 @@ impl TestApp {
             clock,
             _dir: dir,
             shutdown: Some(tx),
+            _db: db,
         }
     }
 
