@@ -352,7 +352,7 @@ pub async fn insert_delivery<C: GenericClient>(
     exec(c,
         "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_ms, created_ms, updated_ms)
          VALUES ($1, $2, $3, 'pending', $4, $4, $4)",
-        &[&ids::delivery(), &event_id, &destination_id, &now],
+        &[&ids::delivery(now), &event_id, &destination_id, &now],
     )
     .await?;
     Ok(())

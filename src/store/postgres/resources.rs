@@ -159,7 +159,7 @@ impl PgStore {
                 let d = queries::get_destination(tx, scope, &id).await?;
                 let enabled = d.status == Status::Enabled;
                 let event = Event {
-                    id: ids::event(scope.mode),
+                    id: ids::event(scope.mode, now),
                     account_id: scope.account_id.clone(),
                     mode: scope.mode,
                     type_: PING_TYPE.to_owned(),
@@ -199,7 +199,7 @@ impl PgStore {
             replay_event,
             async move |tx: &Transaction<'_>, scope: &Scope, now| {
                 let mut event = Event {
-                    id: ids::event(scope.mode),
+                    id: ids::event(scope.mode, now),
                     account_id: scope.account_id.clone(),
                     mode: scope.mode,
                     family: Family::of_type(&new.type_),

@@ -44,7 +44,7 @@ pub fn insert_delivery(
         "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_ms, created_ms, updated_ms)
          VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
     )?
-    .execute(params![ids::delivery(), event_id, destination_id, now_ms])?;
+    .execute(params![ids::delivery(now_ms), event_id, destination_id, now_ms])?;
     Ok(())
 }
 

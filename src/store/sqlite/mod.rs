@@ -260,7 +260,7 @@ impl SqliteStore {
             let d = destinations::get(c, scope, &id)?;
             let enabled = d.status == Status::Enabled;
             let event = Event {
-                id: ids::event(scope.mode),
+                id: ids::event(scope.mode, now),
                 account_id: scope.account_id.clone(),
                 mode: scope.mode,
                 type_: PING_TYPE.to_owned(),
@@ -298,7 +298,7 @@ impl SqliteStore {
     ) -> Result<Event, StoreError> {
         self.idempotent(scope, idem, events::get_any, move |c, scope, now| {
             let mut event = Event {
-                id: ids::event(scope.mode),
+                id: ids::event(scope.mode, now),
                 account_id: scope.account_id.clone(),
                 mode: scope.mode,
                 family: Family::of_type(&new.type_),
