@@ -64,6 +64,10 @@ struct Args {
     backlog: Option<u64>,
     #[arg(long)]
     skip_backlog: bool,
+    /// Run only these scenarios (comma-separated: ceiling, ingest, e2e1, e2e10, latency, backlog),
+    /// e.g. to profile one of them; figures of the others print as 0.
+    #[arg(long, value_delimiter = ',', value_parser = ["ceiling", "ingest", "e2e1", "e2e10", "latency", "backlog"])]
+    only: Vec<String>,
     /// Give up when no delivery arrives for this many seconds.
     #[arg(long, default_value_t = 60)]
     stall_secs: u64,
@@ -77,6 +81,12 @@ struct Args {
     /// SQLite; e.g. postgres://postgres@127.0.0.1:5432/test.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
+}
+
+impl Args {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 /// Removes the scratch directory at the end (children are stopped before this drops).
@@ -151,7 +161,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     };
-    let run_backlog = !args.skip_backlog && launcher.spawns();
+    let run_backlog = !args.skip_backlog && launcher.spawns() && args.runs("backlog");
     let ctx = Ctx {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
@@ -231,21 +241,34 @@ async fn measure(
         );
         rows.push(row);
     };
-    let ceiling = scenarios::ceiling(ctx, ceiling_secs).await?;
-    let ceiling_rps = ceiling.rate;
-    step(&mut rows, ceiling);
-    let ingest = scenarios::ingest(ctx, n).await?;
-    let ingest_eps = ingest.rate;
-    step(&mut rows, ingest);
-    let e2e1 = scenarios::end_to_end(ctx, n, 1).await?;
-    let e2e1_row = e2e1.clone();
-    step(&mut rows, e2e1);
-    let e2e10 = scenarios::end_to_end(ctx, n, args.fanout).await?;
-    let e2e10_row = e2e10.clone();
-    step(&mut rows, e2e10);
-    let (lat_row, lat): (Row, Latency) =
-        scenarios::latency(ctx, args.latency_rate, latency_secs).await?;
-    step(&mut rows, lat_row);
+    let mut ceiling_rps = 0.0;
+    if args.runs("ceiling") {
+        let ceiling = scenarios::ceiling(ctx, ceiling_secs).await?;
+        ceiling_rps = ceiling.rate;
+        step(&mut rows, ceiling);
+    }
+    let mut ingest_eps = 0.0;
+    if args.runs("ingest") {
+        let ingest = scenarios::ingest(ctx, n).await?;
+        ingest_eps = ingest.rate;
+        step(&mut rows, ingest);
+    }
+    let mut e2e1_row = Row::default();
+    if args.runs("e2e1") {
+        e2e1_row = scenarios::end_to_end(ctx, n, 1).await?;
+        step(&mut rows, e2e1_row.clone());
+    }
+    let mut e2e10_row = Row::default();
+    if args.runs("e2e10") {
+        e2e10_row = scenarios::end_to_end(ctx, n, args.fanout).await?;
+        step(&mut rows, e2e10_row.clone());
+    }
+    let mut lat = Latency::default();
+    if args.runs("latency") {
+        let lat_row;
+        (lat_row, lat) = scenarios::latency(ctx, args.latency_rate, latency_secs).await?;
+        step(&mut rows, lat_row);
+    }
     let mut backlog_dps = None;
     if run_backlog {
         let (load, drain) = scenarios::backlog(ctx, backlog_n).await?;
