@@ -85,7 +85,9 @@ impl Sender {
             .connect_timeout(config.connect_timeout)
             .timeout(config.attempt_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(config.max_in_flight_per_destination)
+            // Several destinations may share a host (and so a pool): keep as many connections
+            // as there can be attempts in flight, or each one beyond would open and close its own.
+            .pool_max_idle_per_host(config.max_in_flight)
             .tcp_nodelay(true)
             .dns_resolver(Arc::new(PolicyResolver {
                 policy: policy.clone(),

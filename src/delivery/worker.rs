@@ -245,12 +245,16 @@ async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery) {
         signing_secret,
     } = &delivery.destination.target
     else {
-        return finish(&s, &delivery);
+        sent(&s, &delivery);
+        return recorded(&s, &delivery);
     };
     let body = render_body(&delivery);
     let started = s.clock.now_ms();
     let header = signature::header(&[signing_secret.as_str()], started.div_euclid(1000), &body);
     let result = s.sender.post(url, &header, body).await;
+    // The receiver is done with this attempt: its slot is free while the outcome is written
+    // (the delivery stays leased, and counts against the global limit, until then).
+    sent(&s, &delivery);
     let now = s.clock.now_ms();
     let number = delivery.previous_attempts + 1;
     let succeeded = result.succeeded();
@@ -288,16 +292,16 @@ async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery) {
         response_body: result.response_prefix,
         next_attempt_ms,
     };
-    let (done, written) = oneshot::channel();
-    let recorded = match s.outcomes.send((record, done)) {
-        Ok(()) => written.await.unwrap_or(Err(StoreError::Closed)),
+    let (done, write) = oneshot::channel();
+    let written = match s.outcomes.send((record, done)) {
+        Ok(()) => write.await.unwrap_or(Err(StoreError::Closed)),
         Err(_) => Err(StoreError::Closed),
     };
-    if let Err(e) = recorded {
+    if let Err(e) = written {
         // The lease expires and the delivery is attempted again: at least once, never lost.
         tracing::warn!(error = %e, delivery = %delivery.delivery_id, "could not record an attempt");
     }
-    finish(&s, &delivery);
+    recorded(&s, &delivery);
 }
 
 /// Writes outcomes as they come, all those waiting in one store call (one transaction), so a
@@ -316,15 +320,23 @@ async fn record_outcomes(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>)
     }
 }
 
-fn finish(s: &Shared, delivery: &ClaimedDelivery) {
+/// The attempt's request is over: frees its slot of the destination.
+fn sent(s: &Shared, delivery: &ClaimedDelivery) {
     let mut in_flight = lock(&s.in_flight);
-    in_flight.leased.remove(&delivery.delivery_id);
     if let Some(n) = in_flight.per_destination.get_mut(&delivery.destination.id) {
         *n = n.saturating_sub(1);
         if *n == 0 {
             in_flight.per_destination.remove(&delivery.destination.id);
         }
     }
+    drop(in_flight);
+    s.slot_freed.notify_one();
+}
+
+/// The attempt's outcome is written (or given up on): the delivery is no longer held.
+fn recorded(s: &Shared, delivery: &ClaimedDelivery) {
+    let mut in_flight = lock(&s.in_flight);
+    in_flight.leased.remove(&delivery.delivery_id);
     s.metrics
         .in_flight
         .store(in_flight.leased.len() as i64, Relaxed);

@@ -141,3 +141,34 @@ async fn every_destination_is_served_when_the_global_limit_binds() {
         assert_eq!(got, want, "destination {n} receives every event once");
     }
 }
+
+/// Destinations on one host share one connection pool: it keeps as many connections as there can
+/// be attempts in flight, so a busy worker reuses them instead of opening one per attempt.
+#[tokio::test]
+async fn destinations_on_one_host_reuse_connections() {
+    let (limit, per_destination, destinations, events) = (8, 2, 4, 40);
+    let app = DeliveryApp::start(|c| {
+        c.delivery.max_in_flight = limit;
+        c.delivery.max_in_flight_per_destination = per_destination;
+    })
+    .await;
+    // A short delay keeps every slot busy, so all destinations send at once.
+    let mut r =
+        TestReceiver::start(vec![Reply::status(200).after(Duration::from_millis(20))]).await;
+    for n in 0..destinations {
+        app.webhook(Payload::Thin, &[THIN_TYPE], &r.url(&format!("/d{n}")))
+            .await;
+    }
+    for n in 0..events {
+        app.emit_thin(json!({"n": n})).await;
+    }
+    for i in 0..events * destinations {
+        r.expect(MAX_WAIT, &format!("delivery {i}")).await;
+    }
+    let opened = r.connections();
+    assert!(
+        opened <= limit,
+        "{} deliveries over {opened} connections; at most {limit} (the in-flight limit) should be needed",
+        events * destinations
+    );
+}

@@ -3,6 +3,7 @@
 //! from a script of replies (status, delay, headers, body; the last reply repeats).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use axum::Router;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -118,6 +120,7 @@ pub struct TestReceiver {
     pub addr: SocketAddr,
     rx: mpsc::UnboundedReceiver<Received>,
     script: Arc<Mutex<Script>>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -141,6 +144,11 @@ impl TestReceiver {
             tx,
         };
         let app = Router::new().fallback(record).with_state(shared);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
+        let listener = listener.tap_io(move |_| {
+            accepted.fetch_add(1, Ordering::Relaxed);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -148,8 +156,14 @@ impl TestReceiver {
             addr,
             rx,
             script,
+            connections,
             task,
         }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// `http://<addr><path>`.

@@ -4,7 +4,8 @@ use tokio_postgres::Client;
 
 use crate::store::StoreError;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id TEXT PRIMARY KEY,
     parent_id TEXT,
@@ -78,7 +79,16 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (account_id, livemode, operation, key)
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_ms);
-"#];
+"#,
+    // Only pending deliveries are ever looked up by due time: partial indexes hold just those, so
+    // a delivery that ends leaves them instead of moving to another part of a full index.
+    r#"
+DROP INDEX deliveries_due;
+DROP INDEX deliveries_claim;
+CREATE INDEX deliveries_pending ON deliveries (destination_id, next_attempt_ms) WHERE status = 'pending';
+CREATE INDEX deliveries_pending_due ON deliveries (next_attempt_ms) WHERE status = 'pending';
+"#,
+];
 
 /// An arbitrary constant identifying eventd's migration lock.
 const MIGRATION_LOCK: i64 = 0x6576_656e_7464;

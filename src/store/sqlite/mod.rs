@@ -392,7 +392,7 @@ impl SqliteStore {
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let clock = self.clock.clone();
         self.writer
-            .write(move |c| {
+            .write_deferred(move |c| {
                 let now = clock.now_ms();
                 let mut events = HashMap::new();
                 let mut out = Vec::new();
@@ -414,7 +414,7 @@ impl SqliteStore {
     pub async fn record_attempts(&self, attempts: Vec<DeliveryAttempt>) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         self.writer
-            .write(move |c| {
+            .write_deferred(move |c| {
                 attempts
                     .iter()
                     .try_for_each(|a| deliveries::record(c, a, now))
@@ -424,14 +424,14 @@ impl SqliteStore {
 
     pub async fn release_deliveries(&self, ids: Vec<String>) -> Result<(), StoreError> {
         self.writer
-            .write(move |c| deliveries::release(c, &ids))
+            .write_deferred(move |c| deliveries::release(c, &ids))
             .await
     }
 
     pub async fn cancel_inactive_due(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
         self.writer
-            .write(move |c| deliveries::cancel_inactive_due(c, now))
+            .write_deferred(move |c| deliveries::cancel_inactive_due(c, now))
             .await
     }
 

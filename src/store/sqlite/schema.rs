@@ -81,6 +81,15 @@ CREATE TABLE delivery_attempts (
 CREATE INDEX delivery_attempts_event ON delivery_attempts (event_id, seq);
 CREATE INDEX delivery_attempts_destination ON delivery_attempts (destination_id, seq);
 "#,
+    // Only pending deliveries are ever looked up by due time: partial indexes hold just those, so
+    // a delivery that ends leaves them instead of moving to another part of a full index.
+    r#"
+DROP INDEX deliveries_due;
+DROP INDEX deliveries_claim;
+DROP INDEX deliveries_destination;
+CREATE INDEX deliveries_pending ON deliveries (destination_id, next_attempt_ms) WHERE status = 'pending';
+CREATE INDEX deliveries_pending_due ON deliveries (next_attempt_ms) WHERE status = 'pending';
+"#,
 ];
 
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
