@@ -48,7 +48,7 @@ async fn list(
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let mut q = Query::parse(raw.as_deref());
-    let req = pagination::parse(&mut q, |q| {
+    let req = pagination::parse(&mut q, &path, |q| {
         finish_errors(std::mem::take(q).finish())?;
         Ok(json!({}))
     })?;

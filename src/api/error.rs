@@ -125,6 +125,7 @@ impl From<StoreError> for ApiError {
                 "type",
                 format!("An account can have at most {n} webhook endpoints in each mode."),
             ),
+            StoreError::NotResendable(why) => ApiError::field("event_destination", why.to_string()),
             other => ApiError::Internal(other.into()),
         }
     }

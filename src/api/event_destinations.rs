@@ -42,12 +42,12 @@ pub async fn create(
 
 pub async fn list(State(state): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> ApiResult {
     let mut q = Query::parse(raw.as_deref());
-    let req = pagination::parse(&mut q, |q| {
+    let req = pagination::parse(&mut q, PATH, |q| {
         let include = url_include(q);
         finish_errors(std::mem::take(q).finish())?;
         Ok(json!({"include": include}))
     })?;
-    let include = Include::from_list(&strings(&req.params["include"]));
+    let include = Include::url_from(&strings(&req.params["include"]));
     let page = state
         .store
         .list_destinations(ctx.scope, req.cursor, req.limit)
@@ -67,7 +67,7 @@ pub async fn retrieve(
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let mut q = Query::parse(raw.as_deref());
-    let include = Include::from_list(&url_include(&mut q));
+    let include = Include::url_from(&url_include(&mut q));
     finish_errors(q.finish())?;
     check_id_prefix(&id, "ed_", "event destination")?;
     let d = state.store.get_destination(ctx.scope, id).await?;

@@ -23,7 +23,7 @@ type ApiResult = Result<Json<Value>, ApiError>;
 
 pub async fn list(State(state): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> ApiResult {
     let mut q = Query::parse(raw.as_deref());
-    let req = pagination::parse(&mut q, |q| {
+    let req = pagination::parse(&mut q, PATH, |q| {
         let params = parse_filter(q);
         finish_errors(std::mem::take(q).finish())?;
         Ok(params)
@@ -72,8 +72,9 @@ fn parse_filter(q: &mut Query) -> Value {
             continue;
         }
         match wire::parse_timestamp(&value) {
-            Some(ms) => {
-                bounds.insert(op, json!(ms));
+            Some(_) => {
+                // Kept as given: page tokens carry it and it is parsed again with them.
+                bounds.insert(op, json!(value));
             }
             None => q.errors.push(field_error(
                 &format!("created[{op}]"),
@@ -95,7 +96,11 @@ fn field_error(path: &str, message: impl Into<String>) -> super::error::FieldErr
 }
 
 fn filter_from(params: &Value) -> EventFilter {
-    let bound = |op: &str| params["created"][op].as_i64();
+    let bound = |op: &str| {
+        params["created"][op]
+            .as_str()
+            .and_then(wire::parse_timestamp)
+    };
     EventFilter {
         object_id: params["object_id"].as_str().map(str::to_owned),
         types: params["types"]

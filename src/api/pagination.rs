@@ -22,12 +22,17 @@ pub struct ListRequest {
     pub params: Value,
 }
 
+/// A page token: where the page starts, its size, the list it belongs to (`p`, the path) and the
+/// list's parameters (`q`). Tokens are not secret and not signed: a client can write any token,
+/// so decoding checks `p` against the path it arrives on and parses `q` again exactly like a
+/// first request's parameters. A token can only ask for what the query string could have.
 #[derive(Serialize, Deserialize)]
 struct Token {
     /// `b`: older than `s`; `a`: newer than `s`.
     c: char,
     s: i64,
     l: usize,
+    p: String,
     q: Value,
 }
 
@@ -36,13 +41,21 @@ fn invalid_page() -> ApiError {
 }
 
 /// Reads `page` (which then decides everything) or `limit` plus the list's own parameters,
-/// parsed by `own` into a JSON value that page tokens carry.
+/// parsed by `own` into a JSON value that page tokens carry (strings, arrays of strings and
+/// objects of strings, which `own` parses again when they come back in a token).
 pub fn parse(
     q: &mut Query,
+    path: &str,
     own: impl FnOnce(&mut Query) -> Result<Value, ApiError>,
 ) -> Result<ListRequest, ApiError> {
     if let Some(token) = q.scalar("page") {
-        return decode(&token);
+        let (cursor, limit, params) = decode(&token, path)?;
+        let mut carried = Query::from_params(&params).ok_or_else(invalid_page)?;
+        return Ok(ListRequest {
+            cursor,
+            limit,
+            params: own(&mut carried)?,
+        });
     }
     let limit = match q.scalar("limit") {
         None => DEFAULT_LIMIT,
@@ -63,7 +76,7 @@ pub fn parse(
     })
 }
 
-fn decode(token: &str) -> Result<ListRequest, ApiError> {
+fn decode(token: &str, path: &str) -> Result<(Cursor, usize, Value), ApiError> {
     let body = token.strip_prefix("page_").ok_or_else(invalid_page)?;
     let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| invalid_page())?;
     let t: Token = serde_json::from_slice(&bytes).map_err(|_| invalid_page())?;
@@ -72,21 +85,18 @@ fn decode(token: &str) -> Result<ListRequest, ApiError> {
         'a' => Cursor::After(t.s),
         _ => return Err(invalid_page()),
     };
-    if !(1..=MAX_LIMIT).contains(&t.l) {
+    if !(1..=MAX_LIMIT).contains(&t.l) || t.p != path {
         return Err(invalid_page());
     }
-    Ok(ListRequest {
-        cursor,
-        limit: t.l,
-        params: t.q,
-    })
+    Ok((cursor, t.l, t.q))
 }
 
-fn encode(c: char, seq: i64, req: &ListRequest) -> String {
+fn encode(c: char, seq: i64, path: &str, req: &ListRequest) -> String {
     let token = Token {
         c,
         s: seq,
         l: req.limit,
+        p: path.to_owned(),
         q: req.params.clone(),
     };
     let bytes = serde_json::to_vec(&token).unwrap_or_default();
@@ -95,7 +105,8 @@ fn encode(c: char, seq: i64, req: &ListRequest) -> String {
 
 /// The list envelope for `path`, with page URLs only where more objects exist.
 pub fn envelope<T>(path: &str, data: Vec<Value>, page: &Page<T>, req: &ListRequest) -> Value {
-    let url = |c: char, seq: Option<i64>| seq.map(|s| format!("{path}?page={}", encode(c, s, req)));
+    let url =
+        |c: char, seq: Option<i64>| seq.map(|s| format!("{path}?page={}", encode(c, s, path, req)));
     let next = if page.has_older {
         url('b', page.last_seq)
     } else {

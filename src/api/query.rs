@@ -35,6 +35,34 @@ impl Query {
         q
     }
 
+    /// The parameters a page token carries (as `own` parsers return them: strings, arrays of
+    /// strings, objects of strings), back in query form so they are parsed and checked again
+    /// exactly like a first request's. `None` when the JSON has any other shape.
+    pub fn from_params(params: &serde_json::Value) -> Option<Self> {
+        use serde_json::Value as Json;
+        let mut q = Query::default();
+        for (name, value) in params.as_object()? {
+            let v = match value {
+                Json::String(s) => Value::Scalar(s.clone()),
+                Json::Array(items) => Value::List(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| Some((Some(i), v.as_str()?.to_owned())))
+                        .collect::<Option<_>>()?,
+                ),
+                Json::Object(m) => Value::Map(
+                    m.iter()
+                        .map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                        .collect::<Option<_>>()?,
+                ),
+                _ => return None,
+            };
+            q.params.insert(name.clone(), v);
+        }
+        Some(q)
+    }
+
     fn error(&mut self, path: &str, message: &str) {
         self.errors.push(FieldError {
             path: path.to_owned(),

@@ -30,6 +30,15 @@ pub const INCLUDE_URL: &str = "webhook_endpoint.url";
 pub const INCLUDE_SECRET: &str = "webhook_endpoint.signing_secret";
 
 impl Include {
+    /// `webhook_endpoint.url` only: what every call but create may include (the signing secret
+    /// is shown once, in the create response).
+    pub fn url_from(list: &[String]) -> Self {
+        Include {
+            url: list.iter().any(|s| s == INCLUDE_URL),
+            signing_secret: false,
+        }
+    }
+
     pub fn from_list(list: &[String]) -> Self {
         Include {
             url: list.iter().any(|s| s == INCLUDE_URL),

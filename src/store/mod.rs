@@ -130,6 +130,8 @@ pub enum StoreError {
     IdempotencyConflict,
     #[error("an account can have at most {0} webhook endpoints per mode")]
     WebhookEndpointLimit(usize),
+    #[error("not resendable: {0}")]
+    NotResendable(#[from] crate::domain::routing::ResendRefusal),
     #[error("database error")]
     Database(#[from] rusqlite::Error),
     #[error("postgresql error")]

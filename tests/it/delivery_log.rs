@@ -205,3 +205,75 @@ async fn delivery_log_and_resend_answer_404_for_other_accounts_and_modes() {
         .expect_none(Duration::from_millis(100), "no cross-account resend")
         .await;
 }
+
+/// A resend goes only where the event would have been delivered: an enabled webhook destination
+/// taking its type and payload kind (a ping: its own destination). Anything else is a 400 naming
+/// `event_destination` that sends and stores nothing.
+#[tokio::test]
+async fn resend_refuses_destinations_that_would_not_receive_the_event() {
+    let app = DeliveryApp::start(|_| {}).await;
+    let mut r = TestReceiver::start(statuses(&[200])).await;
+    let thin = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/thin"))
+        .await;
+    let snapshot = app
+        .webhook(Payload::Snapshot, &[SNAPSHOT_TYPE], &r.url("/snapshot"))
+        .await;
+    let other_type = app
+        .webhook(Payload::Thin, &["v2.core.account.closed"], &r.url("/other"))
+        .await;
+    let disabled = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/disabled"))
+        .await;
+    let thin_event = app.emit_thin(json!({})).await;
+    let snapshot_event = app
+        .emit(snapshot_event(json!({"id": "cus_1", "object": "customer"})))
+        .await;
+    let ping = app.ping(&thin.id).await;
+    for _ in 0..4 {
+        r.expect(PROMPT, "the original deliveries").await;
+    }
+    app.action(&disabled.id, "disable").await;
+    let id = |e: &serde_json::Value| e["id"].as_str().unwrap().to_owned();
+    let cases = [
+        (
+            "thin event to a snapshot destination",
+            id(&thin_event),
+            &snapshot.id,
+        ),
+        (
+            "snapshot event to a thin destination",
+            id(&snapshot_event),
+            &thin.id,
+        ),
+        (
+            "a type the destination does not take",
+            id(&thin_event),
+            &other_type.id,
+        ),
+        ("a disabled destination", id(&thin_event), &disabled.id),
+        ("another destination's ping", id(&ping), &other_type.id),
+    ];
+    for (what, event, dest) in cases {
+        let before = app.attempts(Of::Event, &event).await;
+        let res = app
+            .post(&resend_path(&event), json!({"event_destination": dest}))
+            .await;
+        assert_eq!(res.status, 400, "{what}: {}", res.body);
+        res.assert_invalid(&["event_destination"]);
+        r.expect_none(Duration::from_millis(300), what).await;
+        assert_eq!(app.attempts(Of::Event, &event).await, before, "{what}");
+    }
+    // A ping goes again to its own destination.
+    let res = app
+        .post(
+            &resend_path(&id(&ping)),
+            json!({"event_destination": thin.id}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(
+        r.expect(PROMPT, "the ping again").await.event_id(),
+        id(&ping)
+    );
+}

@@ -125,6 +125,7 @@ impl PgStore {
         let tx = client.transaction().await?;
         let event = queries::get_event(&tx, &scope, &event_id, None).await?;
         let d = queries::get_destination(&tx, &scope, &destination_id).await?;
+        crate::domain::routing::resendable(&d, &event)?;
         queries::insert_delivery(&tx, &event.id, &d.id, now).await?;
         tx.commit().await?;
         self.work_added();

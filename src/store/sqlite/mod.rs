@@ -465,6 +465,7 @@ impl SqliteStore {
             .write(move |c| {
                 let event = events::get_any(c, &scope, &event_id)?;
                 let d = destinations::get(c, &scope, &destination_id)?;
+                routing::resendable(&d, &event)?;
                 deliveries::resend(c, &event.id, &d.id, now)
             })
             .await
