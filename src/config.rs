@@ -113,6 +113,10 @@ pub struct DeliveryConfig {
         default_value_t = 64
     )]
     pub max_in_flight_per_destination: usize,
+    /// On SIGTERM, how long attempts in flight may go on; then they are cut off and recorded as
+    /// failed, and retried on schedule.
+    #[arg(long, env = "EVENTD_SHUTDOWN_GRACE", default_value = "10s", value_parser = crate::domain::retry::parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 impl DeliveryConfig {
@@ -205,6 +209,7 @@ impl Config {
                 ]),
                 max_in_flight: 512,
                 max_in_flight_per_destination: 64,
+                shutdown_grace: Duration::from_secs(10),
             },
         }
     }

@@ -508,15 +508,15 @@ fn parse_update(
             f.error(immutable, "Cannot be changed after creation.");
         }
     }
-    let v = f.take("name");
+    let v = f.take_set("name");
     let name = f.non_empty_string("name", v, MAX_TEXT);
-    let v = f.take("description");
+    let v = f.take_set("description");
     let description = f.string("description", v, MAX_TEXT);
-    let enabled = match f.take("enabled_events") {
+    let enabled = match f.take_set("enabled_events") {
         Some(v) => enabled_events(&mut f, Some(v), Some(current.event_payload)),
         None => None,
     };
-    let v = f.take("metadata");
+    let v = f.take_set("metadata");
     let metadata = f.metadata(v, true);
     if let Some(m) = &metadata {
         let mut keys: std::collections::BTreeSet<&String> = current.metadata.keys().collect();
@@ -537,7 +537,7 @@ fn parse_update(
         }
     }
     let include = parse_include(&mut f, &[INCLUDE_URL]);
-    let webhook_url = match f.take("webhook_endpoint") {
+    let webhook_url = match f.take_set("webhook_endpoint") {
         Some(_) if !current.is_webhook() => {
             f.error(
                 "webhook_endpoint",

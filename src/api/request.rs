@@ -190,7 +190,14 @@ fn api_key(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(key)
 }
 
+/// Stripe's form, `sk_test_****abcd`: the first 8 and last 4 characters; a key too short to
+/// show both without overlap shows only its first 4 (or nothing).
 pub fn redact_key(key: &str) -> String {
+    let n = key.chars().count();
+    if n <= 12 {
+        let head: String = key.chars().take(n.saturating_sub(4).min(4)).collect();
+        return format!("{head}****");
+    }
     let tail: String = key
         .chars()
         .rev()
@@ -264,5 +271,24 @@ pub fn check_id_prefix(id: &str, prefix: &str, what: &str) -> Result<(), ApiErro
             "id",
             format!("'{id}' is not an {what} id; those start with '{prefix}'."),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_key;
+
+    #[test]
+    fn keys_are_redacted_without_showing_more_than_a_part() {
+        for (key, shown) in [
+            ("sk_test_4eC39HqLyjWDarjtT1zdp7dc", "sk_test_****p7dc"),
+            ("sk_test_abcdefgh", "sk_test_****efgh"),
+            ("hello", "h****"),
+            ("sk_live_1234", "sk_l****"),
+            ("abc", "****"),
+            ("", "****"),
+        ] {
+            assert_eq!(redact_key(key), shown, "{key}");
+        }
     }
 }

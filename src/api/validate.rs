@@ -36,6 +36,21 @@ impl Fields {
         self.map.remove(name).filter(|v| !v.is_null())
     }
 
+    /// Takes a field that may be left out but never set to `null` (an update's `name`: `null`
+    /// cannot mean "unchanged" without hiding a client's mistake).
+    pub fn take_set(&mut self, name: &str) -> Option<Value> {
+        match self.map.remove(name) {
+            Some(Value::Null) => {
+                self.error(
+                    name,
+                    "Must not be null; leave the field out to keep its value.",
+                );
+                None
+            }
+            v => v,
+        }
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.map.contains_key(name)
     }

@@ -30,6 +30,11 @@ impl SendResult {
         self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
     }
 
+    /// An attempt eventd stopped waiting for because it is shutting down.
+    pub fn cut_off() -> Self {
+        Self::failed("shutdown: the attempt was cut off because eventd was stopping".to_owned())
+    }
+
     fn failed(error: String) -> Self {
         SendResult {
             status: None,

@@ -14,7 +14,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::metrics::Metrics;
-use super::sender::Sender;
+use super::sender::{SendResult, Sender};
 use super::signature;
 use crate::api::wire;
 use crate::clock::SharedClock;
@@ -29,8 +29,8 @@ use crate::store::{ClaimedDelivery, Store, StoreError};
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// The longest the worker sleeps without looking for due work (a polling fallback).
 const POLL_EVERY: Duration = Duration::from_secs(1);
-/// How long shutdown waits for attempts in flight before giving their leases back.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the outcomes of attempts it cut off to be written.
+const RECORD_GRACE: Duration = Duration::from_secs(5);
 /// The most attempt outcomes written in one store call.
 const MAX_RECORD_BATCH: usize = 256;
 
@@ -55,6 +55,8 @@ struct Shared {
     rounds: AtomicUsize,
     /// Outcomes to the recorder, which writes them in batches.
     outcomes: mpsc::UnboundedSender<Outcome>,
+    /// Turns true when shutdown stops waiting for attempts in flight.
+    cut_off: watch::Sender<bool>,
 }
 
 pub struct Worker {
@@ -81,6 +83,7 @@ impl Worker {
             slot_freed: Notify::new(),
             rounds: AtomicUsize::new(0),
             outcomes,
+            cut_off: watch::Sender::new(false),
         };
         Ok(Worker {
             shared: Arc::new(shared),
@@ -88,7 +91,8 @@ impl Worker {
         })
     }
 
-    /// Runs until `shutdown` turns true, then drains or releases what is in flight.
+    /// Runs until `shutdown` turns true, then lets attempts in flight finish for the grace period
+    /// and cuts off the rest (see `drain`).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let s = &self.shared;
         let mut last_sweep: Option<tokio::time::Instant> = None;
@@ -201,24 +205,33 @@ impl Worker {
         }
     }
 
-    /// Waits for attempts in flight, then gives back the leases of any still running.
+    /// Waits up to the grace period for attempts in flight. Those still running are then cut
+    /// off: each is recorded as a failed attempt and retried on schedule, so the log shows it and
+    /// no other worker re-sends it at once while its receiver may still be working on it. (A
+    /// lease is never handed back early: the lease covers the longest attempt.)
     async fn drain(&self) {
         let s = &self.shared;
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        loop {
-            let left: Vec<String> = lock(&s.in_flight).leased.iter().cloned().collect();
-            if left.is_empty() {
-                return;
+        if !self.wait_idle(self.config.shutdown_grace).await {
+            let left = lock(&s.in_flight).leased.len();
+            tracing::info!(count = left, "cutting off attempts still in flight");
+            s.cut_off.send_replace(true);
+            if !self.wait_idle(RECORD_GRACE).await {
+                tracing::warn!("outcomes not written in time; their leases will expire");
             }
+        }
+    }
+
+    /// Whether every held delivery is done within `limit`.
+    async fn wait_idle(&self, limit: Duration) -> bool {
+        let s = &self.shared;
+        let deadline = tokio::time::Instant::now() + limit;
+        while !lock(&s.in_flight).leased.is_empty() {
             if tokio::time::Instant::now() >= deadline {
-                tracing::info!(count = left.len(), "releasing deliveries still in flight");
-                if let Err(e) = s.store.release_deliveries(left).await {
-                    tracing::warn!(error = %e, "could not release leases; they will expire");
-                }
-                return;
+                return false;
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), s.slot_freed.notified()).await;
         }
+        true
     }
 }
 
@@ -251,7 +264,11 @@ async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery) {
     let body = render_body(&delivery);
     let started = s.clock.now_ms();
     let header = signature::header(&[signing_secret.as_str()], started.div_euclid(1000), &body);
-    let result = s.sender.post(url, &header, body).await;
+    let mut cut_off = s.cut_off.subscribe();
+    let result = tokio::select! {
+        result = s.sender.post(url, &header, body) => result,
+        _ = cut_off.wait_for(|cut| *cut) => SendResult::cut_off(),
+    };
     // The receiver is done with this attempt: its slot is free while the outcome is written
     // (the delivery stays leased, and counts against the global limit, until then).
     sent(&s, &delivery);

@@ -74,7 +74,10 @@ impl RetrySchedule {
 /// Parses `1s,2s,500ms,5m,1h`.
 pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
     s.split(',')
-        .map(|part| parse_duration(part.trim()))
+        .map(|part| match parse_duration(part.trim())? {
+            d if d.is_zero() => Err(format!("'{part}': a retry delay must be longer than 0")),
+            d => Ok(d),
+        })
         .collect()
 }
 
@@ -132,5 +135,7 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("x5s").is_err());
+        assert!(parse_schedule("1s,0s").is_err());
+        assert!(parse_schedule("0ms").is_err());
     }
 }

@@ -109,7 +109,6 @@ delegate! {
     fn claim_deliveries(&self, wants: Vec<(String, usize)>, lease_ms: i64) -> Result<Vec<ClaimedDelivery>, StoreError>;
     /// Records attempts (one transaction for all) and moves their deliveries on.
     fn record_attempts(&self, attempts: Vec<DeliveryAttempt>) -> Result<(), StoreError>;
-    fn release_deliveries(&self, ids: Vec<String>) -> Result<(), StoreError>;
     fn cancel_inactive_due(&self) -> Result<usize, StoreError>;
     /// Enabled webhook destinations with a due delivery that nobody holds a lease on.
     fn due_destinations(&self) -> Result<Vec<String>, StoreError>;

@@ -222,6 +222,52 @@ async fn c05_a_pending_retry_survives_a_restart() {
         .await;
 }
 
+/// Graceful shutdown with an attempt still open after the grace period: the attempt is cut off,
+/// recorded as failed (reason `shutdown`) with its retry on schedule, and the next start sends it
+/// again only when that retry is due, never while the receiver may still hold the first request.
+#[tokio::test]
+async fn shutdown_cuts_off_attempts_after_the_grace_and_retries_them_on_schedule() {
+    let app = DeliveryApp::start(|c| {
+        c.delivery.retry_schedule = schedule(&[3]);
+        c.delivery.shutdown_grace = Duration::from_secs(1);
+    })
+    .await;
+    let mut r = TestReceiver::start(vec![Reply::status(200).after(Duration::from_secs(30))]).await;
+    app.webhook(Payload::Thin, &[THIN_TYPE], &r.url("/hook"))
+        .await;
+    let e = app.emit_thin(json!({"cut": "off"})).await;
+    let id = e["id"].as_str().unwrap();
+    let first = r.expect(PROMPT, "the first attempt").await;
+
+    let stopping = Instant::now();
+    let app = app.restart().await;
+    let stopped_in = stopping.elapsed();
+    assert!(
+        stopped_in < Duration::from_secs(5),
+        "shutdown took {stopped_in:?} with a 1 s grace"
+    );
+    let log = app.wait_attempts(Of::Event, id, 1).await;
+    assert_eq!(log[0]["outcome"], "failed", "{log:#?}");
+    let error = log[0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("shutdown"), "reason: {log:#?}");
+    let due = ms(&log[0]["next_attempt"]);
+    assert!(
+        due - ms(&log[0]["created"]) >= 2_700,
+        "the retry is on schedule, not at once: {log:#?}"
+    );
+
+    r.set_replies(statuses(&[200]));
+    let retry = r.expect(MAX_WAIT, "the retry").await;
+    assert_eq!(retry.event_id(), id);
+    assert!(
+        gap(&first, &retry) >= Duration::from_millis(2_700),
+        "re-sent {:?} after the first attempt began",
+        gap(&first, &retry)
+    );
+    let log = app.wait_attempts(Of::Event, id, 2).await;
+    assert_eq!(log[1]["outcome"], "succeeded", "{log:#?}");
+}
+
 /// Retry-After on 429 and 503 lengthens the next delay (never shortens it).
 async fn retry_after(status: u16) {
     let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[1])).await;

@@ -532,6 +532,31 @@ async fn invalid_updates_are_refused_and_change_nothing() {
             vec!["azure_event_grid"],
         ),
         ("empty name", p.clone(), json!({"name": ""}), vec!["name"]),
+        ("null name", p.clone(), json!({"name": null}), vec!["name"]),
+        (
+            "null description",
+            p.clone(),
+            json!({"description": null}),
+            vec!["description"],
+        ),
+        (
+            "null enabled_events",
+            p.clone(),
+            json!({"enabled_events": null}),
+            vec!["enabled_events"],
+        ),
+        (
+            "null metadata",
+            p.clone(),
+            json!({"metadata": null}),
+            vec!["metadata"],
+        ),
+        (
+            "null webhook_endpoint",
+            p.clone(),
+            json!({"webhook_endpoint": null}),
+            vec!["webhook_endpoint"],
+        ),
         (
             "long name",
             p.clone(),

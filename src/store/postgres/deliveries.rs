@@ -42,17 +42,6 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn release_deliveries(&self, ids: Vec<String>) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "UPDATE deliveries SET lease_expires_ms = NULL WHERE id = ANY($1) AND status = 'pending'",
-                &[&ids],
-            )
-            .await?;
-        Ok(())
-    }
-
     /// Cancels due deliveries of disabled destinations, and of deleted ones: a publish, ping or
     /// resend on another node can commit a delivery just after the delete cancelled the others.
     pub async fn cancel_inactive_due(&self) -> Result<usize, StoreError> {

@@ -104,17 +104,6 @@ pub fn record(c: &Connection, a: &DeliveryAttempt, now_ms: i64) -> Result<(), St
     Ok(())
 }
 
-/// Gives leased deliveries back (graceful shutdown), so another worker can take them at once.
-pub fn release(c: &Connection, delivery_ids: &[String]) -> Result<(), StoreError> {
-    let mut stmt = c.prepare_cached(
-        "UPDATE deliveries SET lease_expires_ms = NULL WHERE id = ?1 AND status = 'pending'",
-    )?;
-    for id in delivery_ids {
-        stmt.execute([id])?;
-    }
-    Ok(())
-}
-
 /// Cancels the due deliveries of disabled destinations (re-enabling before a retry is due keeps
 /// it). Deleting a destination cancels its deliveries at once.
 pub fn cancel_inactive_due(c: &Connection, now_ms: i64) -> Result<usize, StoreError> {

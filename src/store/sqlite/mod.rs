@@ -422,12 +422,6 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn release_deliveries(&self, ids: Vec<String>) -> Result<(), StoreError> {
-        self.writer
-            .write_deferred(move |c| deliveries::release(c, &ids))
-            .await
-    }
-
     pub async fn cancel_inactive_due(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
         self.writer
