@@ -196,5 +196,6 @@ pub fn delivery_attempt(a: &crate::domain::delivery::DeliveryAttempt) -> Value {
         "error": a.error,
         "response_body": a.response_body,
         "next_attempt": a.next_attempt_ms.map(timestamp),
+        "next_attempt_canceled": a.next_attempt_canceled,
     })
 }

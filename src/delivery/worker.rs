@@ -308,6 +308,7 @@ async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery) {
         error: result.error,
         response_body: result.response_prefix,
         next_attempt_ms,
+        next_attempt_canceled: false,
     };
     let (done, write) = oneshot::channel();
     let written = match s.outcomes.send((record, done)) {

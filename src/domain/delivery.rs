@@ -25,8 +25,27 @@ pub struct DeliveryAttempt {
     pub error: Option<String>,
     /// At most a short prefix of the response body.
     pub response_body: Option<String>,
-    /// When the next attempt is due; `None` when there is none (succeeded or failed for good).
+    /// When the next attempt is due; `None` when there is none (succeeded, failed for good, or
+    /// canceled).
     pub next_attempt_ms: Option<i64>,
+    /// The next attempt was canceled before it was due (its destination was disabled or deleted).
+    #[serde(default)]
+    pub next_attempt_canceled: bool,
+}
+
+impl DeliveryAttempt {
+    /// The attempt as the delivery log stores it (JSON). `still_pending` is false when the
+    /// delivery was canceled while the attempt was in flight: then no attempt follows it.
+    pub fn log_body(&self, still_pending: bool) -> Result<String, serde_json::Error> {
+        if still_pending || self.next_attempt_ms.is_none() {
+            return serde_json::to_string(self);
+        }
+        serde_json::to_string(&DeliveryAttempt {
+            next_attempt_ms: None,
+            next_attempt_canceled: true,
+            ..self.clone()
+        })
+    }
 }
 
 /// Delivery status as stored.

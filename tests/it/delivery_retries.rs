@@ -356,6 +356,10 @@ async fn c12_disable_cancels_due_retries() {
     let e1_log = app.attempts(Of::Event, e1_id).await;
     assert_eq!(e1_log.len(), 1, "E1: no attempt after disable: {e1_log:#?}");
     assert!(ms(&e1_log[0]["created"]) < disabled_at);
+    assert!(
+        e1_log[0]["next_attempt"].is_null() && e1_log[0]["next_attempt_canceled"] == true,
+        "the log shows E1's retry was canceled: {e1_log:#?}"
+    );
     for e in [&e2, &ping] {
         let log = app.attempts(Of::Event, e["id"].as_str().unwrap()).await;
         assert!(log.is_empty(), "{} never attempted: {log:#?}", e["id"]);
@@ -410,6 +414,10 @@ async fn c12_delete_cancels_retries() {
     .await;
     let log = app.attempts(Of::Event, id).await;
     assert_eq!(log.len(), 1, "no attempt after delete: {log:#?}");
+    assert!(
+        log[0]["next_attempt"].is_null() && log[0]["next_attempt_canceled"] == true,
+        "the log shows the retry was canceled: {log:#?}"
+    );
 }
 
 #[tokio::test]

@@ -155,6 +155,7 @@ fn attempt(
         error: None,
         response_body: Some("body".to_owned()),
         next_attempt_ms: next,
+        next_attempt_canceled: false,
     }
 }
 

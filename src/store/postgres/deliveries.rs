@@ -49,14 +49,22 @@ impl PgStore {
         let n = self
             .client()
             .await?
-            .execute(
-                "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = $1
-                 WHERE status = 'pending' AND next_attempt_ms <= $1
-                   AND (lease_expires_ms IS NULL OR lease_expires_ms <= $1)
-                   AND destination_id IN (SELECT id FROM event_destinations WHERE status = 'disabled' OR deleted)",
+            .query_one(
+                &format!(
+                    "WITH canceled AS (
+                         UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = $1
+                         WHERE status = 'pending' AND next_attempt_ms <= $1
+                           AND (lease_expires_ms IS NULL OR lease_expires_ms <= $1)
+                           AND destination_id IN (SELECT id FROM event_destinations WHERE status = 'disabled' OR deleted)
+                         RETURNING id, destination_id, attempts),
+                     logged AS ({})
+                     SELECT count(*) FROM canceled",
+                    queries::LOG_CANCELED
+                ),
                 &[&now],
             )
-            .await?;
+            .await?
+            .get::<_, i64>(0);
         Ok(n as usize)
     }
 

@@ -274,13 +274,25 @@ pub async fn delete_destination<C: GenericClient>(
     .await?;
     exec(
         c,
-        "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = $2
-         WHERE destination_id = $1 AND status = 'pending'",
+        &format!(
+            "WITH canceled AS (
+                 UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = $2
+                 WHERE destination_id = $1 AND status = 'pending'
+                 RETURNING id, destination_id, attempts)
+             {LOG_CANCELED}"
+        ),
         &[&id, &now],
     )
     .await?;
     Ok(())
 }
+
+/// Follows a `canceled` CTE (the canceled deliveries' `id, destination_id, attempts`): marks the
+/// last attempt of each in the delivery log, whose next attempt will not happen.
+pub const LOG_CANCELED: &str = "UPDATE delivery_attempts a
+    SET body = (a.body::jsonb || '{\"next_attempt_ms\": null, \"next_attempt_canceled\": true}')::text
+    FROM canceled c
+    WHERE a.destination_id = c.destination_id AND a.delivery_id = c.id AND a.attempt = c.attempts";
 
 pub async fn list_destinations<C: GenericClient>(
     c: &C,
@@ -505,7 +517,7 @@ pub async fn record_attempt<C: GenericClient>(
         (AttemptOutcome::Failed, Some(_)) => "pending",
         (AttemptOutcome::Failed, None) => "failed",
     };
-    exec(c,
+    let moved = exec(c,
         "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_ms = $4, lease_expires_ms = NULL, updated_ms = $5
          WHERE id = $1 AND status = 'pending'",
         &[&a.delivery_id, &status, &i64::from(a.attempt), &a.next_attempt_ms, &now],
@@ -514,7 +526,7 @@ pub async fn record_attempt<C: GenericClient>(
     exec(c,
         "INSERT INTO delivery_attempts (delivery_id, event_id, destination_id, attempt, started_ms, body)
          VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&a.delivery_id, &a.event_id, &a.destination_id, &i64::from(a.attempt), &a.started_ms, &serde_json::to_string(a)?],
+        &[&a.delivery_id, &a.event_id, &a.destination_id, &i64::from(a.attempt), &a.started_ms, &a.log_body(moved > 0)?],
     )
     .await?;
     Ok(())

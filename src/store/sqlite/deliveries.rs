@@ -77,18 +77,19 @@ pub fn record(c: &Connection, a: &DeliveryAttempt, now_ms: i64) -> Result<(), St
         (AttemptOutcome::Failed, Some(_)) => "pending",
         (AttemptOutcome::Failed, None) => "failed",
     };
-    c.prepare_cached(
-        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_ms = ?4,
+    let moved = c
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_ms = ?4,
              lease_expires_ms = NULL, updated_ms = ?5
          WHERE id = ?1 AND status = 'pending'",
-    )?
-    .execute(params![
-        a.delivery_id,
-        status,
-        a.attempt,
-        a.next_attempt_ms,
-        now_ms
-    ])?;
+        )?
+        .execute(params![
+            a.delivery_id,
+            status,
+            a.attempt,
+            a.next_attempt_ms,
+            now_ms
+        ])?;
     c.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_id, event_id, destination_id, attempt, started_ms, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -99,7 +100,7 @@ pub fn record(c: &Connection, a: &DeliveryAttempt, now_ms: i64) -> Result<(), St
         a.destination_id,
         a.attempt,
         a.started_ms,
-        serde_json::to_string(a)?
+        a.log_body(moved > 0)?
     ])?;
     Ok(())
 }
@@ -113,16 +114,49 @@ pub fn cancel_inactive_due(c: &Connection, now_ms: i64) -> Result<usize, StoreEr
         )?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut stmt = c.prepare_cached(
-        "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = ?2
-         WHERE destination_id = ?1 AND status = 'pending' AND next_attempt_ms <= ?2
-           AND (lease_expires_ms IS NULL OR lease_expires_ms <= ?2)",
-    )?;
     let mut n = 0;
     for id in inactive {
-        n += stmt.execute(params![id, now_ms])?;
+        n += cancel(c, &id, Cancel::DueNow, now_ms)?;
     }
     Ok(n)
+}
+
+/// Which pending deliveries of a destination `cancel` cancels.
+#[derive(Debug, Clone, Copy)]
+pub enum Cancel {
+    /// Those due by now that nobody holds a lease on (a disabled destination).
+    DueNow,
+    /// All of them, in flight or not (a deleted destination: an attempt in flight records its
+    /// outcome, but nothing follows it).
+    All,
+}
+
+/// Cancels pending deliveries of the destination and marks the last attempt of each in the
+/// delivery log: its next attempt will not happen.
+pub fn cancel(
+    c: &Connection,
+    destination_id: &str,
+    which: Cancel,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    const CANCELABLE: &str = "destination_id = ?1 AND status = 'pending' AND next_attempt_ms <= ?2
+        AND (lease_expires_ms IS NULL OR lease_expires_ms <= ?2)";
+    let bound = match which {
+        Cancel::DueNow => now_ms,
+        Cancel::All => i64::MAX,
+    };
+    c.prepare_cached(&format!(
+        "UPDATE delivery_attempts
+         SET body = json_set(body, '$.next_attempt_ms', NULL, '$.next_attempt_canceled', json('true'))
+         WHERE destination_id = ?1
+           AND (delivery_id, attempt) IN (SELECT id, attempts FROM deliveries WHERE {CANCELABLE})"
+    ))?
+    .execute(params![destination_id, bound])?;
+    Ok(c.prepare_cached(&format!(
+        "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = ?3
+             WHERE {CANCELABLE}"
+    ))?
+    .execute(params![destination_id, bound, now_ms])?)
 }
 
 /// Ids of the enabled, not deleted webhook destinations that have a due delivery nobody holds a

@@ -61,11 +61,7 @@ pub fn get(c: &Connection, scope: &Scope, id: &str) -> Result<EventDestination, 
 pub fn delete(c: &Connection, id: &str, now_ms: i64) -> Result<(), StoreError> {
     c.prepare_cached("UPDATE event_destinations SET deleted = 1 WHERE id = ?1")?
         .execute([id])?;
-    c.prepare_cached(
-        "UPDATE deliveries SET status = 'canceled', next_attempt_ms = NULL, updated_ms = ?2
-         WHERE destination_id = ?1 AND status = 'pending'",
-    )?
-    .execute(params![id, now_ms])?;
+    super::deliveries::cancel(c, id, super::deliveries::Cancel::All, now_ms)?;
     Ok(())
 }
 
