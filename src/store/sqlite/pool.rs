@@ -1,8 +1,10 @@
 //! The writer thread (group commit) and the pool of read connections.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -19,11 +21,11 @@ type Run = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 /// When a write's caller may be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// On disk (fsynced) first: everything a client is told was stored.
+    /// Once its commit is fsynced: everything a client is told was stored.
     OnDisk,
-    /// Once committed to the WAL (it survives `kill -9`, not a power cut until the next
-    /// fsync): the worker's bookkeeping, leases and attempt outcomes, whose loss only means
-    /// one more attempt of a delivery, never a lost event.
+    /// Once committed to the WAL, before the fsync (it survives `kill -9`, not a power cut until
+    /// the next fsync): the worker's bookkeeping, leases and attempt outcomes, whose loss only
+    /// means one more attempt of a delivery, never a lost event.
     Deferred,
 }
 
@@ -38,12 +40,34 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Starts the writer thread on `path` and its syncer thread. Commits only write the WAL
+    /// (`synchronous = NORMAL`); the syncer then fsyncs the WAL file for the commits that hold
+    /// acknowledged writes, while the writer already runs the next batch. Group commit spans
+    /// every batch committed while an fsync is in progress.
     pub fn start(path: &Path) -> Result<Self, StoreError> {
+        Self::start_syncing(path, wal_path(path))
+    }
+
+    fn start_syncing(path: &Path, wal: PathBuf) -> Result<Self, StoreError> {
         let conn = open(path)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let checkpoints = open(path)?;
         let (tx, rx) = mpsc::channel::<Job>(8192);
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel::<Vec<Reply>>();
+        let (commit_tx, commit_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("eventd-sqlite-sync".into())
+            .spawn(move || sync_loop(&wal, sync_rx))?;
+        std::thread::Builder::new()
+            .name("eventd-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoints, commit_rx))?;
+        let committed = Committed {
+            sync: sync_tx,
+            checkpoint: commit_tx,
+        };
         std::thread::Builder::new()
             .name("eventd-sqlite-writer".into())
-            .spawn(move || write_loop(conn, rx))?;
+            .spawn(move || write_loop(conn, rx, committed))?;
         Ok(Writer { tx })
     }
 
@@ -86,10 +110,21 @@ impl Writer {
     }
 }
 
-fn write_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn wal_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Where the writer reports its commits: acknowledged writes to the syncer, and a nudge to the
+/// checkpointer.
+struct Committed {
+    sync: std::sync::mpsc::Sender<Vec<Reply>>,
+    checkpoint: std::sync::mpsc::SyncSender<()>,
+}
+
+fn write_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, committed: Committed) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    // What the connection's `synchronous` is set to now (`configure` sets FULL).
-    let mut synced = Durability::OnDisk;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -98,50 +133,97 @@ fn write_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        // One fsync per batch that holds anything acknowledged to a client; none for a batch of
-        // bookkeeping alone (WAL frames are fsynced with the next durable commit).
-        let wanted = if batch.iter().any(|j| j.durability == Durability::OnDisk) {
-            Durability::OnDisk
-        } else {
-            Durability::Deferred
-        };
-        if wanted != synced {
-            let level = match wanted {
-                Durability::OnDisk => "FULL",
-                Durability::Deferred => "NORMAL",
-            };
-            match conn.pragma_update(None, "synchronous", level) {
-                Ok(()) => synced = wanted,
-                Err(e) => tracing::warn!(error = %e, level, "cannot set synchronous"),
+        let (outcome, replies) = run_batch(&conn, &mut batch);
+        if outcome.is_err() {
+            for (_, reply) in replies {
+                reply(outcome.clone().map_err(StoreError::Commit));
             }
-        }
-        if synced == Durability::Deferred && wanted == Durability::OnDisk {
-            // Never answer an acknowledged write without its fsync.
-            fail_batch(&mut batch, "cannot make the commit durable");
             continue;
         }
-        run_batch(&conn, &mut batch);
+        // A full channel means a nudge is already waiting.
+        let _ = committed.checkpoint.try_send(());
+        let mut on_disk = Vec::new();
+        for (durability, reply) in replies {
+            match durability {
+                Durability::Deferred => reply(Ok(())),
+                Durability::OnDisk => on_disk.push(reply),
+            }
+        }
+        if !on_disk.is_empty() {
+            if let Err(std::sync::mpsc::SendError(replies)) = committed.sync.send(on_disk) {
+                for reply in replies {
+                    reply(Err(StoreError::Closed));
+                }
+            }
+        }
     }
 }
 
-/// Answers every job of the batch with an error, running none of them.
-fn fail_batch(batch: &mut Vec<Job>, why: &str) {
-    tracing::warn!(jobs = batch.len(), why, "write batch dropped");
-    batch.clear();
+/// At most this often, the checkpointer copies what the WAL holds into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Copies committed WAL frames into the database (a PASSIVE checkpoint: it never blocks the
+/// writer or readers) after commits, at most every `CHECKPOINT_EVERY`. The writer's own automatic
+/// checkpoint (every 1000 pages, inside a commit) then finds the frames already copied and only
+/// completes the checkpoint, which lets the next transaction start the WAL over; without it a
+/// busy writer would never see a fully copied WAL and the file would grow without bound. Ends
+/// with the writer.
+fn checkpoint_loop(conn: Connection, commits: std::sync::mpsc::Receiver<()>) {
+    while commits.recv().is_ok() {
+        let started = std::time::Instant::now();
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
+        }
+        std::thread::sleep(CHECKPOINT_EVERY.saturating_sub(started.elapsed()));
+    }
 }
 
-/// Runs the batch in one transaction. A job that fails before writing anything (not found, a
-/// conflict, a refused input: every store operation checks before it writes) is answered with
-/// its error and the others go on. A job that fails after writing (an I/O error) leaves changes
-/// that cannot be told apart from the others', so the whole batch is rolled back and every job
-/// in it answered with an error: nothing in it was stored or acknowledged. This is what lets a
-/// batch run without a savepoint per job (each of which would copy every page the job touches).
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
+/// fsyncs the WAL for every batch of acknowledged writes waiting, then answers them: one fsync
+/// covers all batches committed before it began.
+fn sync_loop(wal: &Path, rx: std::sync::mpsc::Receiver<Vec<Reply>>) {
+    let mut file: Option<File> = None;
+    while let Ok(mut waiting) = rx.recv() {
+        while let Ok(more) = rx.try_recv() {
+            waiting.extend(more);
+        }
+        let synced = sync_file(wal, &mut file);
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "cannot fsync the WAL; writes are not acknowledged");
+        }
+        for reply in waiting {
+            reply(synced.clone().map_err(StoreError::Commit));
+        }
+    }
+}
+
+/// `fdatasync` of the WAL file (opened once; opened again after an error).
+fn sync_file(wal: &Path, file: &mut Option<File>) -> Result<(), String> {
+    let f = match file {
+        Some(f) => f,
+        None => file.insert(File::open(wal).map_err(|e| format!("open {}: {e}", wal.display()))?),
+    };
+    f.sync_data().map_err(|e| {
+        *file = None;
+        format!("fsync {}: {e}", wal.display())
+    })
+}
+
+/// Runs the batch in one transaction and commits it (to the WAL). A job that fails before
+/// writing anything (not found, a conflict, a refused input: every store operation checks before
+/// it writes) gets its own error and the others go on. A job that fails after writing (an I/O
+/// error) leaves changes that cannot be told apart from the others', so the whole batch is rolled
+/// back and every job in it answered with an error: nothing in it was stored or acknowledged.
+/// This is what lets a batch run without a savepoint per job (each of which would copy every
+/// page the job touches). Returns the commit's outcome and the replies still to be given.
+fn run_batch(
+    conn: &Connection,
+    batch: &mut Vec<Job>,
+) -> (Result<(), String>, Vec<(Durability, Reply)>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         // Dropping a job without running it tells its caller the write did not happen.
         tracing::warn!(error = %e, jobs = batch.len(), "cannot begin a write transaction");
         batch.clear();
-        return;
+        return (Err(e.to_string()), Vec::new());
     }
     let mut replies = Vec::with_capacity(batch.len());
     let mut torn = false;
@@ -152,7 +234,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
         let before = conn.total_changes();
         let (ok, reply) = (job.run)(conn);
         torn = !ok && conn.total_changes() != before;
-        replies.push(reply);
+        replies.push((job.durability, reply));
     }
     let outcome = if torn {
         tracing::error!(
@@ -166,9 +248,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     if outcome.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    for reply in replies {
-        reply(outcome.clone().map_err(StoreError::Commit));
-    }
+    (outcome, replies)
 }
 
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -262,6 +342,14 @@ mod tests {
         (job, rx)
     }
 
+    /// Runs the batch and answers its jobs with the commit's outcome (no fsync).
+    fn run(conn: &Connection, jobs: Vec<Job>) {
+        let (outcome, replies) = run_batch(conn, &mut jobs.into_iter().collect());
+        for (_, reply) in replies {
+            reply(outcome.clone().map_err(StoreError::Commit));
+        }
+    }
+
     fn stored(c: &Connection) -> Vec<i64> {
         let mut stmt = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
         let rows = stmt.query_map([], |r| r.get(0)).unwrap();
@@ -274,7 +362,7 @@ mod tests {
         let (a, ra) = insert(1, false);
         let (b, rb) = insert(-1, false);
         let (c, rc) = insert(3, false);
-        run_batch(&conn, &mut vec![a, b, c]);
+        run(&conn, vec![a, b, c]);
         assert!(ra.blocking_recv().unwrap().is_ok());
         assert!(matches!(
             rb.blocking_recv().unwrap(),
@@ -290,7 +378,7 @@ mod tests {
         let (a, ra) = insert(1, false);
         let (b, rb) = insert(2, true);
         let (c, rc) = insert(3, false);
-        run_batch(&conn, &mut vec![a, b, c]);
+        run(&conn, vec![a, b, c]);
         assert!(matches!(
             ra.blocking_recv().unwrap(),
             Err(StoreError::Commit(_))
@@ -304,21 +392,31 @@ mod tests {
         );
         // The connection is usable again.
         let (d, rd) = insert(4, false);
-        run_batch(&conn, &mut vec![d]);
+        run(&conn, vec![d]);
         assert!(rd.blocking_recv().unwrap().is_ok());
         assert_eq!(stored(&conn), vec![4]);
     }
 
     #[tokio::test]
-    async fn only_acknowledged_writes_wait_for_an_fsync() {
+    async fn acknowledged_writes_are_answered_only_after_the_wal_fsync() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let writer = Writer::start(&dir.path().join("t.sqlite3")).expect("writer");
-        let level = |c: &Connection| -> Result<i64, StoreError> {
-            Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?)
-        };
-        // 2 = FULL (fsync at commit), 1 = NORMAL (WAL only, fsynced with the next FULL commit).
-        assert_eq!(writer.write_deferred(level).await.unwrap(), 1);
-        assert_eq!(writer.write(level).await.unwrap(), 2);
-        assert_eq!(writer.write_deferred(level).await.unwrap(), 1);
+        let path = dir.path().join("t.sqlite3");
+        let create =
+            |c: &Connection| Ok(c.execute_batch("CREATE TABLE IF NOT EXISTS t (v INTEGER)")?);
+        let good = Writer::start(&path).expect("writer");
+        good.write(create).await.expect("fsynced");
+        drop(good);
+        // The same database, but its syncer aims at a file that is not there: every fsync fails.
+        let unsynced =
+            Writer::start_syncing(&path, dir.path().join("missing-wal")).expect("writer");
+        let insert =
+            |c: &Connection| Ok(c.execute("INSERT INTO t (v) VALUES (1)", []).map(drop)?);
+        let answer = unsynced.write(insert).await;
+        assert!(
+            matches!(&answer, Err(StoreError::Commit(why)) if why.contains("missing-wal")),
+            "an acknowledged write waits for its fsync: {answer:?}"
+        );
+        // Bookkeeping does not wait for an fsync.
+        unsynced.write_deferred(insert).await.expect("deferred");
     }
 }
