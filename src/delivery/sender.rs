@@ -118,7 +118,7 @@ impl Sender {
     }
 
     /// POSTs `body` to `url` exactly as stored, with Stripe's delivery headers.
-    pub async fn post(&self, url: &str, signature: &str, body: Vec<u8>) -> SendResult {
+    pub async fn post(&self, url: &str, signature: &str, body: bytes::Bytes) -> SendResult {
         if !Self::literal_host_permitted(&self.policy, url) {
             return SendResult::failed(
                 "refused_address: the URL's address is not one eventd may connect to".to_owned(),

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
@@ -21,9 +22,10 @@ use crate::clock::SharedClock;
 use crate::config::DeliveryConfig;
 use crate::domain::delivery::{AttemptOutcome, DeliveryAttempt};
 use crate::domain::destination::Target;
+use crate::domain::event::Event;
 use crate::domain::event::Family;
 use crate::domain::retry::RetrySchedule;
-use crate::store::{ClaimedDelivery, Store, StoreError};
+use crate::store::{Allot, ClaimedDelivery, Store, StoreError};
 
 /// How often due deliveries of disabled or deleted destinations are cancelled.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -105,7 +107,7 @@ impl Worker {
                 last_sweep = Some(tokio::time::Instant::now());
             }
             s.metrics.claim_rounds.fetch_add(1, Relaxed);
-            let (claimed, wanted) = match self.claim_round().await {
+            let (claimed, wait) = match self.claim_round().await {
                 Ok(r) => {
                     failures = 0;
                     s.metrics.last_claim_ok_ms.store(s.clock.now_ms(), Relaxed);
@@ -125,14 +127,12 @@ impl Worker {
                     continue;
                 }
             };
-            let got = claimed.len();
-            for delivery in claimed {
-                tokio::spawn(attempt(self.shared.clone(), delivery));
+            for (delivery, body) in claimed {
+                tokio::spawn(attempt(self.shared.clone(), delivery, body));
             }
-            if got > 0 && got == wanted {
-                continue; // there may be more due right now
+            if wait.is_zero() {
+                continue;
             }
-            let wait = self.until_next_due().await;
             tokio::select! {
                 _ = s.store.new_work() => {}
                 _ = s.slot_freed.notified() => {}
@@ -143,66 +143,63 @@ impl Worker {
         self.drain().await;
     }
 
-    /// Claims for every deliverable destination as many deliveries as it has free slots.
-    /// Returns the claims and how many were asked for.
-    async fn claim_round(&self) -> Result<(Vec<ClaimedDelivery>, usize), crate::store::StoreError> {
+    /// Claims for every deliverable destination as many deliveries as it has free slots (one
+    /// store call), and renders each event once for all the destinations that receive it.
+    async fn claim_round(&self) -> Result<(Vec<(ClaimedDelivery, Bytes)>, Duration), StoreError> {
         let s = &self.shared;
-        let mut destinations = s.store.due_destinations().await?;
-        // Start each round at another destination, so that when the global limit binds every
-        // destination with due work gets slots in turn.
-        if !destinations.is_empty() {
-            let start = s.rounds.fetch_add(1, Relaxed) % destinations.len();
-            destinations.rotate_left(start);
+        if lock(&s.in_flight).leased.len() >= self.config.max_in_flight {
+            return Ok((Vec::new(), POLL_EVERY)); // a freed slot wakes the loop
         }
-        let wants: Vec<(String, usize)> = {
-            let in_flight = lock(&s.in_flight);
-            let mut free_total = self
-                .config
-                .max_in_flight
-                .saturating_sub(in_flight.leased.len());
+        let shared = self.shared.clone();
+        let (limit, per_destination) = (
+            self.config.max_in_flight,
+            self.config.max_in_flight_per_destination,
+        );
+        let allot: Allot = Box::new(move |mut destinations: Vec<String>| {
+            // Start each round at another destination, so that when the global limit binds
+            // every destination with due work gets slots in turn.
+            if !destinations.is_empty() {
+                let start = shared.rounds.fetch_add(1, Relaxed) % destinations.len();
+                destinations.rotate_left(start);
+            }
+            let in_flight = lock(&shared.in_flight);
+            let mut free_total = limit.saturating_sub(in_flight.leased.len());
             let mut wants = Vec::new();
             for id in destinations {
                 let busy = in_flight.per_destination.get(&id).copied().unwrap_or(0);
-                let free = self
-                    .config
-                    .max_in_flight_per_destination
-                    .saturating_sub(busy)
-                    .min(free_total);
+                let free = per_destination.saturating_sub(busy).min(free_total);
                 if free > 0 {
                     free_total -= free;
                     wants.push((id, free));
                 }
             }
             wants
-        };
-        let wanted = wants.iter().map(|w| w.1).sum();
-        if wanted == 0 {
-            return Ok((Vec::new(), 0));
-        }
+        });
         let lease_ms = self.config.lease().as_millis() as i64;
-        let claimed = s.store.claim_deliveries(wants, lease_ms).await?;
-        let mut in_flight = lock(&s.in_flight);
-        for d in &claimed {
-            *in_flight
-                .per_destination
-                .entry(d.destination.id.clone())
-                .or_default() += 1;
-            in_flight.leased.insert(d.delivery_id.clone());
+        let round = s.store.claim_due(allot, lease_ms).await?;
+        {
+            let mut in_flight = lock(&s.in_flight);
+            for d in &round.claimed {
+                *in_flight
+                    .per_destination
+                    .entry(d.destination.id.clone())
+                    .or_default() += 1;
+                in_flight.leased.insert(d.delivery_id.clone());
+            }
+            s.metrics
+                .in_flight
+                .store(in_flight.leased.len() as i64, Relaxed);
         }
-        s.metrics
-            .in_flight
-            .store(in_flight.leased.len() as i64, Relaxed);
-        Ok((claimed, wanted))
-    }
-
-    async fn until_next_due(&self) -> Duration {
-        match self.shared.store.next_due_after_now().await {
-            Ok(Some(due)) => {
-                let ms = (due - self.shared.clock.now_ms()).clamp(0, POLL_EVERY.as_millis() as i64);
+        let full = !round.claimed.is_empty() && round.claimed.len() == round.wanted;
+        let wait = match (full, round.next_due_ms) {
+            (true, _) => Duration::ZERO, // there may be more due right now
+            (false, Some(due)) => {
+                let ms = (due - s.clock.now_ms()).clamp(0, POLL_EVERY.as_millis() as i64);
                 Duration::from_millis(ms as u64)
             }
-            _ => POLL_EVERY,
-        }
+            (false, None) => POLL_EVERY,
+        };
+        Ok((with_bodies(round.claimed), wait))
     }
 
     /// Waits up to the grace period for attempts in flight. Those still running are then cut
@@ -239,6 +236,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Pairs each claim with its body, rendering each event once per body shape (the thin
+/// notification, or the v1 event of one API version) however many destinations receive it.
+fn with_bodies(claimed: Vec<ClaimedDelivery>) -> Vec<(ClaimedDelivery, Bytes)> {
+    let mut rendered: HashMap<(*const Event, Option<String>), Bytes> = HashMap::new();
+    claimed
+        .into_iter()
+        .map(|d| {
+            let version = match d.event.family {
+                Family::Thin => None,
+                Family::Snapshot => d.destination.snapshot_api_version.clone(),
+            };
+            let body = rendered
+                .entry((Arc::as_ptr(&d.event), version))
+                .or_insert_with(|| Bytes::from(render_body(&d)))
+                .clone();
+            (d, body)
+        })
+        .collect()
+}
+
 /// The exact bytes a destination receives for an event.
 pub fn render_body(delivery: &ClaimedDelivery) -> Vec<u8> {
     let event = &delivery.event;
@@ -252,7 +269,7 @@ pub fn render_body(delivery: &ClaimedDelivery) -> Vec<u8> {
 }
 
 /// One attempt: sign, send, record. Never holds a transaction across the network call.
-async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery) {
+async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery, body: Bytes) {
     let Target::WebhookEndpoint {
         url,
         signing_secret,
@@ -261,7 +278,6 @@ async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery) {
         sent(&s, &delivery);
         return recorded(&s, &delivery);
     };
-    let body = render_body(&delivery);
     let started = s.clock.now_ms();
     let header = signature::header(&[signing_secret.as_str()], started.div_euclid(1000), &body);
     let mut cut_off = s.cut_off.subscribe();

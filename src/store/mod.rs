@@ -107,13 +107,14 @@ delegate! {
     /// Resolves when new deliveries may be due.
     fn new_work(&self) -> ();
     fn claim_deliveries(&self, wants: Vec<(String, usize)>, lease_ms: i64) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    /// One claim round of the worker, in one store call: the enabled webhook destinations with a
+    /// due delivery nobody holds a lease on go to `allot`, which says how many each may take;
+    /// those are leased for `lease_ms`; and, when fewer than asked for were found, when the
+    /// earliest delivery that is not due yet comes due.
+    fn claim_due(&self, allot: Allot, lease_ms: i64) -> Result<ClaimRound, StoreError>;
     /// Records attempts (one transaction for all) and moves their deliveries on.
     fn record_attempts(&self, attempts: Vec<DeliveryAttempt>) -> Result<(), StoreError>;
     fn cancel_inactive_due(&self) -> Result<usize, StoreError>;
-    /// Enabled webhook destinations with a due delivery that nobody holds a lease on.
-    fn due_destinations(&self) -> Result<Vec<String>, StoreError>;
-    /// When the earliest pending delivery that is not due yet becomes due.
-    fn next_due_after_now(&self) -> Result<Option<i64>, StoreError>;
     fn pending_stats(&self) -> Result<(i64, Option<i64>), StoreError>;
     fn resend(&self, scope: Scope, event_id: String, destination_id: String) -> Result<(), StoreError>;
     fn list_attempts(&self, scope: Scope, of: AttemptsOf, id: String, cursor: Cursor, limit: usize) -> Result<Page<DeliveryAttempt>, StoreError>;
@@ -194,6 +195,19 @@ pub struct CreatedAccount {
     pub account_id: String,
     pub test_key: String,
     pub live_key: String,
+}
+
+/// Given the destinations with due, unleased work, how many deliveries each may take now.
+pub type Allot = Box<dyn FnOnce(Vec<String>) -> Vec<(String, usize)> + Send>;
+
+/// What one claim round found.
+#[derive(Debug, Default)]
+pub struct ClaimRound {
+    pub claimed: Vec<ClaimedDelivery>,
+    /// How many deliveries `allot` asked for.
+    pub wanted: usize,
+    /// When fewer than `wanted` were claimed: when the next pending delivery comes due, if any.
+    pub next_due_ms: Option<i64>,
 }
 
 /// A delivery the worker has leased: the event to send and how many attempts came before.

@@ -913,3 +913,117 @@ async fn leases_hold_off_other_nodes_and_inactive_destinations_cancel_their_deli
         );
     }
 }
+
+/// A claim round in one call: only enabled destinations with due, unleased work are offered to
+/// `allot`, which decides how many each takes; when fewer than asked for are found, the round
+/// says when the next delivery comes due.
+#[tokio::test]
+async fn a_claim_round_offers_due_destinations_and_tells_when_more_is_due() {
+    use std::sync::Mutex;
+    for f in Fixture::all().await {
+        let n = f.name;
+        let s = &f.scope;
+        let busy = f.destination(s, thin_all()).await;
+        let idle = f.destination(s, thin_all()).await;
+        let disabled = f.destination(s, thin_all()).await;
+        for _ in 0..3 {
+            f.publish(s, event("v2.core.account.created")).await;
+        }
+        f.node_a
+            .set_destination_status(s.clone(), None, disabled.clone(), Status::Disabled)
+            .await
+            .unwrap();
+        // `idle` has nothing due: its deliveries are all leased by the other node.
+        assert_eq!(f.claim_all(&f.node_b, &idle).await.len(), 3, "{n}");
+
+        let offered = Arc::new(Mutex::new(Vec::new()));
+        let seen = offered.clone();
+        let round = f
+            .node_a
+            .claim_due(
+                Box::new(move |due: Vec<String>| {
+                    *seen.lock().unwrap() = due.clone();
+                    due.into_iter().map(|d| (d, 2)).collect()
+                }),
+                LEASE_MS,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            *offered.lock().unwrap(),
+            vec![busy.clone()],
+            "{n}: only due work"
+        );
+        assert_eq!((round.claimed.len(), round.wanted), (2, 2), "{n}");
+        assert!(
+            round.claimed.iter().all(|c| c.destination.id == busy),
+            "{n}"
+        );
+        assert_eq!(round.next_due_ms, None, "{n}: got all it asked for");
+        let mut done = round.claimed;
+
+        // Asking for more than is due: the round says when the next delivery comes due (none
+        // here: the last one is due now, and then nothing is pending unleased).
+        let round = f
+            .node_a
+            .claim_due(
+                Box::new(|due: Vec<String>| due.into_iter().map(|d| (d, 10)).collect()),
+                LEASE_MS,
+            )
+            .await
+            .unwrap();
+        assert_eq!((round.claimed.len(), round.wanted), (1, 10), "{n}");
+        done.extend(round.claimed);
+        f.node_a
+            .record_attempts(
+                done.iter()
+                    .map(|c| attempt(c, AttemptOutcome::Succeeded, T0_MS, None))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let round = f
+            .node_a
+            .claim_due(
+                Box::new(|due: Vec<String>| due.into_iter().map(|d| (d, 10)).collect()),
+                LEASE_MS,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (round.claimed.len(), round.wanted),
+            (0, 0),
+            "{n}: nothing due"
+        );
+        assert_eq!(round.next_due_ms, None, "{n}: nothing pending later");
+
+        // A failed attempt due again in 30 s is what the next round waits for.
+        assert!(
+            f.claim_all(&f.node_a, &idle).await.is_empty(),
+            "{n}: leased by node B"
+        );
+        f.clock.advance_ms(LEASE_MS);
+        let again = f.claim_all(&f.node_a, &idle).await;
+        assert_eq!(again.len(), 3, "{n}: expired leases are due again");
+        let retry_at = T0_MS + LEASE_MS + 30_000;
+        f.node_a
+            .record_attempts(
+                again
+                    .iter()
+                    .map(|c| attempt(c, AttemptOutcome::Failed, T0_MS + LEASE_MS, Some(retry_at)))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let round = f
+            .node_a
+            .claim_due(
+                Box::new(|due: Vec<String>| due.into_iter().map(|d| (d, 10)).collect()),
+                LEASE_MS,
+            )
+            .await
+            .unwrap();
+        assert!(round.claimed.is_empty(), "{n}");
+        assert_eq!(round.next_due_ms, Some(retry_at), "{n}");
+    }
+}

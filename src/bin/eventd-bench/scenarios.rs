@@ -162,13 +162,13 @@ pub async fn ceiling(ctx: &Ctx, secs: f64) -> anyhow::Result<Row> {
     use eventd::delivery::signature;
     let config = eventd::config::Config::for_tests(PathBuf::from("unused"));
     let sender = Sender::new(&config.delivery)?;
-    let body = serde_json::to_vec(&json!({
+    let body = bytes::Bytes::from(serde_json::to_vec(&json!({
         "id": "evt_test_65RDdZb4yKo7XkE2xtp16RKMSGG1dGu8vE1AtVqMY0E7tS1cO",
         "object": "v2.core.event", "context": null, "created": "2026-03-01T12:00:00.123Z",
         "livemode": false, "reason": null,
         "related_object": {"id": "acct_1", "type": "v2.core.account", "url": "/v2/core/accounts/acct_1"},
         "type": "v2.core.account.created",
-    }))?;
+    }))?);
     let secret = "whsec_bench0000000000000000000000000000";
     let url = ctx.receiver.url(0);
     ctx.receiver.reset(false, false);

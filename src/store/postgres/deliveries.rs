@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use super::{queries, PgStore};
 use crate::domain::Scope;
-use crate::store::{AttemptsOf, ClaimedDelivery, Cursor, DeliveryAttempt, Page, StoreError};
+use crate::store::{
+    Allot, AttemptsOf, ClaimRound, ClaimedDelivery, Cursor, DeliveryAttempt, Page, StoreError,
+};
 
 impl PgStore {
     /// Leases due deliveries; `FOR UPDATE SKIP LOCKED` keeps two nodes from taking the same one.
@@ -68,11 +70,10 @@ impl PgStore {
         Ok(n as usize)
     }
 
-    pub async fn due_destinations(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn claim_due(&self, allot: Allot, lease_ms: i64) -> Result<ClaimRound, StoreError> {
         let now = self.clock.now_ms();
-        let rows = self
-            .client()
-            .await?
+        let mut client = self.client().await?;
+        let due: Vec<String> = client
             .query(
                 "SELECT d.id FROM event_destinations d
                  WHERE NOT d.deleted AND d.status = 'enabled' AND d.is_webhook
@@ -82,21 +83,36 @@ impl PgStore {
                                  AND (x.lease_expires_ms IS NULL OR x.lease_expires_ms <= $1))",
                 &[&now],
             )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    pub async fn next_due_after_now(&self) -> Result<Option<i64>, StoreError> {
-        let now = self.clock.now_ms();
-        let row = self
-            .client()
             .await?
-            .query_one(
-                "SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending' AND next_attempt_ms > $1",
-                &[&now],
-            )
-            .await?;
-        Ok(row.get(0))
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let wants = allot(due);
+        let wanted = wants.iter().map(|w| w.1).sum();
+        let tx = client.transaction().await?;
+        let mut events = HashMap::new();
+        let mut claimed = Vec::new();
+        for (destination_id, n) in wants {
+            claimed.extend(
+                queries::claim(&tx, &destination_id, n, now, now + lease_ms, &mut events).await?,
+            );
+        }
+        tx.commit().await?;
+        let next_due_ms = match claimed.len() < wanted || wanted == 0 {
+            true => client
+                .query_one(
+                    "SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending' AND next_attempt_ms > $1",
+                    &[&now],
+                )
+                .await?
+                .get(0),
+            false => None,
+        };
+        Ok(ClaimRound {
+            claimed,
+            wanted,
+            next_due_ms,
+        })
     }
 
     pub async fn pending_stats(&self) -> Result<(i64, Option<i64>), StoreError> {

@@ -20,8 +20,8 @@ use rusqlite::Connection;
 pub use deliveries::AttemptsOf;
 
 use super::{
-    ClaimedDelivery, CreatedAccount, Cursor, DeliveryAttempt, EventFilter, IdempotencyKey, Page,
-    StoreError,
+    Allot, ClaimRound, ClaimedDelivery, CreatedAccount, Cursor, DeliveryAttempt, EventFilter,
+    IdempotencyKey, Page, StoreError,
 };
 use crate::clock::SharedClock;
 use crate::domain::account::{Account, KeyOwner};
@@ -392,21 +392,27 @@ impl SqliteStore {
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let clock = self.clock.clone();
         self.writer
+            .write_deferred(move |c| claim_wants(c, wants, clock.now_ms(), lease_ms))
+            .await
+    }
+
+    pub async fn claim_due(&self, allot: Allot, lease_ms: i64) -> Result<ClaimRound, StoreError> {
+        let clock = self.clock.clone();
+        self.writer
             .write_deferred(move |c| {
                 let now = clock.now_ms();
-                let mut events = HashMap::new();
-                let mut out = Vec::new();
-                for (destination_id, n) in wants {
-                    out.extend(deliveries::claim(
-                        c,
-                        &destination_id,
-                        n,
-                        now,
-                        now + lease_ms,
-                        &mut events,
-                    )?);
-                }
-                Ok(out)
+                let wants = allot(deliveries::due_destinations(c, now)?);
+                let wanted = wants.iter().map(|w| w.1).sum();
+                let claimed = claim_wants(c, wants, now, lease_ms)?;
+                let next_due_ms = match claimed.len() < wanted || wanted == 0 {
+                    true => deliveries::next_due_after(c, now)?,
+                    false => None,
+                };
+                Ok(ClaimRound {
+                    claimed,
+                    wanted,
+                    next_due_ms,
+                })
             })
             .await
     }
@@ -426,20 +432,6 @@ impl SqliteStore {
         let now = self.clock.now_ms();
         self.writer
             .write_deferred(move |c| deliveries::cancel_inactive_due(c, now))
-            .await
-    }
-
-    pub async fn due_destinations(&self) -> Result<Vec<String>, StoreError> {
-        let now = self.clock.now_ms();
-        self.readers
-            .read(move |c| deliveries::due_destinations(c, now))
-            .await
-    }
-
-    pub async fn next_due_after_now(&self) -> Result<Option<i64>, StoreError> {
-        let now = self.clock.now_ms();
-        self.readers
-            .read(move |c| deliveries::next_due_after(c, now))
             .await
     }
 
@@ -517,6 +509,28 @@ impl SqliteStore {
             })
             .await
     }
+}
+
+/// Leases up to `n` due deliveries of each `(destination, n)` until `now + lease_ms`.
+fn claim_wants(
+    c: &Connection,
+    wants: Vec<(String, usize)>,
+    now: i64,
+    lease_ms: i64,
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    let mut events = HashMap::new();
+    let mut out = Vec::new();
+    for (destination_id, n) in wants {
+        out.extend(deliveries::claim(
+            c,
+            &destination_id,
+            n,
+            now,
+            now + lease_ms,
+            &mut events,
+        )?);
+    }
+    Ok(out)
 }
 
 fn insert_key_pair(
