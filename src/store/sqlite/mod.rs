@@ -392,14 +392,16 @@ impl SqliteStore {
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let clock = self.clock.clone();
         self.writer
-            .write_deferred(move |c| claim_wants(c, wants, clock.now_ms(), lease_ms))
+            .write(move |c| claim_wants(c, wants, clock.now_ms(), lease_ms))
             .await
     }
 
+    /// Answers only once its commit is on disk, like an acknowledged write: by then everything it
+    /// saw is on disk too, so the worker never sends an event that a power cut could take back.
     pub async fn claim_due(&self, allot: Allot, lease_ms: i64) -> Result<ClaimRound, StoreError> {
         let clock = self.clock.clone();
         self.writer
-            .write_deferred(move |c| {
+            .write(move |c| {
                 let now = clock.now_ms();
                 let wants = allot(deliveries::due_destinations(c, now)?);
                 let wanted = wants.iter().map(|w| w.1).sum();

@@ -24,8 +24,9 @@ pub enum Durability {
     /// Once its commit is fsynced: everything a client is told was stored.
     OnDisk,
     /// Once committed to the WAL, before the fsync (it survives `kill -9`, not a power cut until
-    /// the next fsync): the worker's bookkeeping, leases and attempt outcomes, whose loss only
-    /// means one more attempt of a delivery, never a lost event.
+    /// the next fsync): the worker's bookkeeping, attempt outcomes and cancellations, whose loss
+    /// only means one more attempt of a delivery, never a lost event. (Claims are not deferred:
+    /// a claim sees commits that may not be fsynced yet, and nothing is sent before it is.)
     Deferred,
 }
 
