@@ -1,7 +1,5 @@
 //! The worker's side of the store on PostgreSQL: claims, outcomes, cancellation, the delivery log.
 
-use std::collections::HashMap;
-
 use super::{queries, PgStore};
 use crate::domain::Scope;
 use crate::store::{
@@ -18,13 +16,7 @@ impl PgStore {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut events = HashMap::new();
-        let mut out = Vec::new();
-        for (destination_id, n) in wants {
-            out.extend(
-                queries::claim(&tx, &destination_id, n, now, now + lease_ms, &mut events).await?,
-            );
-        }
+        let out = queries::claim(&tx, wants, now, now + lease_ms).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -33,13 +25,7 @@ impl PgStore {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // Pipelined: the statements of all attempts go out without waiting for each answer.
-        futures_util::future::try_join_all(
-            attempts
-                .iter()
-                .map(|attempt| queries::record_attempt(&tx, attempt, now)),
-        )
-        .await?;
+        queries::record_attempts(&tx, &attempts, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -73,39 +59,33 @@ impl PgStore {
     pub async fn claim_due(&self, allot: Allot, lease_ms: i64) -> Result<ClaimRound, StoreError> {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
-        let due: Vec<String> = client
-            .query(
-                "SELECT d.id FROM event_destinations d
+        let due: Vec<String> = queries::rows(
+            &client,
+            "SELECT d.id FROM event_destinations d
                  WHERE NOT d.deleted AND d.status = 'enabled' AND d.is_webhook
                    AND EXISTS (SELECT 1 FROM deliveries x
                                WHERE x.destination_id = d.id AND x.status = 'pending'
                                  AND x.next_attempt_ms <= $1
                                  AND (x.lease_expires_ms IS NULL OR x.lease_expires_ms <= $1))",
-                &[&now],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+            &[&now],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
         let wants = allot(due);
         let wanted = wants.iter().map(|w| w.1).sum();
         let tx = client.transaction().await?;
-        let mut events = HashMap::new();
-        let mut claimed = Vec::new();
-        for (destination_id, n) in wants {
-            claimed.extend(
-                queries::claim(&tx, &destination_id, n, now, now + lease_ms, &mut events).await?,
-            );
-        }
+        let claimed = queries::claim(&tx, wants, now, now + lease_ms).await?;
         tx.commit().await?;
         let next_due_ms = match claimed.len() < wanted || wanted == 0 {
-            true => client
-                .query_one(
-                    "SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending' AND next_attempt_ms > $1",
-                    &[&now],
-                )
-                .await?
-                .get(0),
+            true => queries::one_row(
+                &client,
+                "SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending' AND next_attempt_ms > $1",
+                &[&now],
+            )
+            .await?
+            .get(0),
             false => None,
         };
         Ok(ClaimRound {

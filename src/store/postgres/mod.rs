@@ -5,6 +5,7 @@
 mod accounts;
 mod deliveries;
 mod paging;
+mod publish;
 mod queries;
 mod resources;
 mod schema;
@@ -33,6 +34,8 @@ pub struct PgStore {
     new_work: Arc<Notify>,
     /// Wakes the notifier task, which tells the other nodes (NOTIFY) that work was added.
     announce: Arc<Notify>,
+    /// Publishes in batches (group commit).
+    publisher: publish::Publisher,
 }
 
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
@@ -75,11 +78,17 @@ impl PgStore {
         tokio::spawn(listen(config(url)?, new_work.clone()));
         let announce = Arc::new(Notify::new());
         tokio::spawn(announce_work(pool.clone(), announce.clone()));
+        let (wake, tell) = (new_work.clone(), announce.clone());
+        let publisher = publish::Publisher::start(pool.clone(), clock.clone(), move || {
+            wake.notify_one();
+            tell.notify_one();
+        });
         Ok(PgStore {
             pool,
             clock,
             new_work,
             announce,
+            publisher,
         })
     }
 

@@ -23,7 +23,7 @@ use crate::store::{
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-async fn exec<C: GenericClient>(
+pub(super) async fn exec<C: GenericClient>(
     c: &C,
     sql: &str,
     params: Params<'_>,
@@ -32,7 +32,7 @@ async fn exec<C: GenericClient>(
     c.execute(&statement, params).await
 }
 
-async fn rows<C: GenericClient>(
+pub(super) async fn rows<C: GenericClient>(
     c: &C,
     sql: &str,
     params: Params<'_>,
@@ -41,7 +41,7 @@ async fn rows<C: GenericClient>(
     c.query(&statement, params).await
 }
 
-async fn one_row<C: GenericClient>(
+pub(super) async fn one_row<C: GenericClient>(
     c: &C,
     sql: &str,
     params: Params<'_>,
@@ -50,7 +50,7 @@ async fn one_row<C: GenericClient>(
     c.query_one(&statement, params).await
 }
 
-async fn row_opt<C: GenericClient>(
+pub(super) async fn row_opt<C: GenericClient>(
     c: &C,
     sql: &str,
     params: Params<'_>,
@@ -315,24 +315,6 @@ pub async fn list_destinations<C: GenericClient>(
     .await
 }
 
-pub async fn enabled_for_accounts<C: GenericClient>(
-    c: &C,
-    account_ids: &[&str],
-    livemode: bool,
-) -> Result<Vec<EventDestination>, StoreError> {
-    let ids: Vec<String> = account_ids.iter().map(|s| s.to_string()).collect();
-    let rows = rows(
-        c,
-        "SELECT body FROM event_destinations
-             WHERE account_id = ANY($1) AND livemode = $2 AND NOT deleted AND status = 'enabled'",
-        &[&ids, &livemode],
-    )
-    .await?;
-    rows.iter()
-        .map(|r| Ok(serde_json::from_str(r.get(0))?))
-        .collect()
-}
-
 // --- events ---
 
 pub async fn insert_event<C: GenericClient>(c: &C, e: &Event) -> Result<(), StoreError> {
@@ -454,79 +436,117 @@ pub async fn prune<C: GenericClient>(
 
 // --- deliveries ---
 
-/// Leases due deliveries of one enabled destination; rows another node holds are skipped.
+/// Leases up to `n` due deliveries of each `(destination, n)` that is (still) enabled; rows
+/// another node holds are skipped. Each comes with its destination as it is now and its event,
+/// all events read in one query.
 pub async fn claim<C: GenericClient>(
     c: &C,
-    destination_id: &str,
-    limit: usize,
+    wants: Vec<(String, usize)>,
     now: i64,
     lease_until: i64,
-    events: &mut HashMap<String, Arc<Event>>,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    let Some(row) = row_opt(
-        c,
-        "SELECT body FROM event_destinations WHERE id = $1 AND status = 'enabled' AND NOT deleted",
-        &[&destination_id],
-    )
-    .await?
-    else {
-        return Ok(Vec::new());
-    };
-    let destination: Arc<EventDestination> = Arc::new(serde_json::from_str(row.get(0))?);
-    let rows = rows(
-        c,
-        "UPDATE deliveries SET lease_expires_ms = $4 WHERE seq IN (
+    let mut leased = Vec::new();
+    for (destination_id, limit) in wants {
+        let Some(row) = row_opt(
+            c,
+            "SELECT body FROM event_destinations WHERE id = $1 AND status = 'enabled' AND NOT deleted",
+            &[&destination_id],
+        )
+        .await?
+        else {
+            continue;
+        };
+        let destination: Arc<EventDestination> = Arc::new(serde_json::from_str(row.get(0))?);
+        let rows = rows(
+            c,
+            "UPDATE deliveries SET lease_expires_ms = $4 WHERE seq IN (
                  SELECT seq FROM deliveries
                  WHERE destination_id = $1 AND status = 'pending' AND next_attempt_ms <= $2
                    AND (lease_expires_ms IS NULL OR lease_expires_ms <= $2)
                  ORDER BY next_attempt_ms LIMIT $3
                  FOR UPDATE SKIP LOCKED)
              RETURNING id, event_id, attempts",
-        &[&destination_id, &now, &(limit as i64), &lease_until],
-    )
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let event_id: String = r.get(1);
-        let event = match events.get(&event_id) {
-            Some(e) => e.clone(),
-            None => {
-                let row = one_row(c, "SELECT body FROM events WHERE id = $1", &[&event_id]).await?;
-                let e: Arc<Event> = Arc::new(serde_json::from_str(row.get(0))?);
-                events.insert(event_id, e.clone());
-                e
-            }
-        };
-        out.push(ClaimedDelivery {
-            delivery_id: r.get(0),
-            destination: destination.clone(),
-            previous_attempts: r.get::<_, i64>(2) as u32,
-            event,
-        });
+            &[&destination_id, &now, &(limit as i64), &lease_until],
+        )
+        .await?;
+        for r in rows {
+            let row: (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+            leased.push((row, destination.clone()));
+        }
     }
-    Ok(out)
+    let mut event_ids: Vec<&str> = leased.iter().map(|((_, e, _), _)| e.as_str()).collect();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    let mut events: HashMap<String, Arc<Event>> = HashMap::new();
+    if !event_ids.is_empty() {
+        for row in rows(
+            c,
+            "SELECT body FROM events WHERE id = ANY($1)",
+            &[&event_ids],
+        )
+        .await?
+        {
+            let e: Event = serde_json::from_str(row.get(0))?;
+            events.insert(e.id.clone(), Arc::new(e));
+        }
+    }
+    leased
+        .into_iter()
+        .map(|((delivery_id, event_id, attempts), destination)| {
+            Ok(ClaimedDelivery {
+                event: events.get(&event_id).cloned().ok_or(StoreError::NotFound)?,
+                delivery_id,
+                destination,
+                previous_attempts: attempts as u32,
+            })
+        })
+        .collect()
 }
 
-pub async fn record_attempt<C: GenericClient>(
+/// Records attempts and moves their deliveries on (succeeded, retry later, failed for good), two
+/// statements for all of them. A delivery canceled while its attempt was in flight stays
+/// canceled, and its attempt is logged with no next attempt.
+pub async fn record_attempts<C: GenericClient>(
     c: &C,
-    a: &DeliveryAttempt,
+    attempts: &[DeliveryAttempt],
     now: i64,
 ) -> Result<(), StoreError> {
-    let status = match (a.outcome, a.next_attempt_ms) {
-        (AttemptOutcome::Succeeded, _) => "succeeded",
-        (AttemptOutcome::Failed, Some(_)) => "pending",
-        (AttemptOutcome::Failed, None) => "failed",
-    };
-    let moved = exec(c,
-        "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_ms = $4, lease_expires_ms = NULL, updated_ms = $5
-         WHERE id = $1 AND status = 'pending'",
-        &[&a.delivery_id, &status, &i64::from(a.attempt), &a.next_attempt_ms, &now],
+    let ids: Vec<&str> = attempts.iter().map(|a| a.delivery_id.as_str()).collect();
+    let statuses: Vec<&str> = attempts
+        .iter()
+        .map(|a| match (a.outcome, a.next_attempt_ms) {
+            (AttemptOutcome::Succeeded, _) => "succeeded",
+            (AttemptOutcome::Failed, Some(_)) => "pending",
+            (AttemptOutcome::Failed, None) => "failed",
+        })
+        .collect();
+    let numbers: Vec<i64> = attempts.iter().map(|a| i64::from(a.attempt)).collect();
+    let next: Vec<Option<i64>> = attempts.iter().map(|a| a.next_attempt_ms).collect();
+    let moved: std::collections::HashSet<String> = rows(
+        c,
+        "UPDATE deliveries d SET status = u.status, attempts = u.attempt, next_attempt_ms = u.next,
+             lease_expires_ms = NULL, updated_ms = $5
+         FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) AS u(id, status, attempt, next)
+         WHERE d.id = u.id AND d.status = 'pending'
+         RETURNING d.id",
+        &[&ids, &statuses, &numbers, &next, &now],
     )
-    .await?;
-    exec(c,
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let events: Vec<&str> = attempts.iter().map(|a| a.event_id.as_str()).collect();
+    let destinations: Vec<&str> = attempts.iter().map(|a| a.destination_id.as_str()).collect();
+    let started: Vec<i64> = attempts.iter().map(|a| a.started_ms).collect();
+    let bodies: Vec<String> = attempts
+        .iter()
+        .map(|a| a.log_body(moved.contains(&a.delivery_id)))
+        .collect::<Result<_, _>>()?;
+    exec(
+        c,
         "INSERT INTO delivery_attempts (delivery_id, event_id, destination_id, attempt, started_ms, body)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&a.delivery_id, &a.event_id, &a.destination_id, &i64::from(a.attempt), &a.started_ms, &a.log_body(moved > 0)?],
+         SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[])",
+        &[&ids, &events, &destinations, &numbers, &started, &bodies],
     )
     .await?;
     Ok(())

@@ -7,7 +7,6 @@ use crate::domain::destination::{
     DestinationPatch, EventDestination, NewDestination, NewTarget, Status, MAX_WEBHOOK_ENDPOINTS,
 };
 use crate::domain::event::{Event, Family, NewEvent, RelatedObject, RequestReason, PING_TYPE};
-use crate::domain::routing::{self, Origin};
 use crate::domain::{ids, Scope};
 use crate::store::{Cursor, EventFilter, IdempotencyKey, Page, StoreError};
 
@@ -186,61 +185,15 @@ impl PgStore {
         .await
     }
 
+    /// Stores the event and one pending delivery per matching destination, in one transaction
+    /// shared with concurrent publishes (see `publish`).
     pub async fn publish_event(
         &self,
         scope: Scope,
         idem: Option<IdempotencyKey>,
         new: NewEvent,
     ) -> Result<Event, StoreError> {
-        self.idempotent(
-            scope,
-            idem,
-            true,
-            replay_event,
-            async move |tx: &Transaction<'_>, scope: &Scope, now| {
-                let mut event = Event {
-                    id: ids::event(scope.mode, now),
-                    account_id: scope.account_id.clone(),
-                    mode: scope.mode,
-                    family: Family::of_type(&new.type_),
-                    type_: new.type_,
-                    created_ms: now,
-                    context: scope.context.clone(),
-                    reason: new.reason,
-                    related_object: new.related_object,
-                    data: new.data,
-                    changes: new.changes,
-                    fanout: 0,
-                };
-                let parent = queries::get_account(tx, &scope.account_id)
-                    .await?
-                    .and_then(|a| a.parent_id);
-                let mut owners = vec![scope.account_id.as_str()];
-                if let Some(parent) = parent.as_deref() {
-                    owners.push(parent);
-                }
-                let candidates =
-                    queries::enabled_for_accounts(tx, &owners, scope.mode.livemode()).await?;
-                let targets: Vec<&EventDestination> = candidates
-                    .iter()
-                    .filter(|d| {
-                        let origin = if d.account_id == scope.account_id {
-                            Origin::OwnAccount
-                        } else {
-                            Origin::ConnectedAccount
-                        };
-                        routing::matches(d, &event, origin)
-                    })
-                    .collect();
-                event.fanout = targets.len() as i64;
-                queries::insert_event(tx, &event).await?;
-                for d in targets {
-                    queries::insert_delivery(tx, &event.id, &d.id, now).await?;
-                }
-                Ok((event.id.clone(), event))
-            },
-        )
-        .await
+        self.publisher.publish(scope, idem, new).await
     }
 
     pub async fn get_event(
