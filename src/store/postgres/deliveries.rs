@@ -15,7 +15,7 @@ impl PgStore {
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = bookkeeping(&mut client).await?;
         let out = queries::claim(&tx, wants, now, now + lease_ms).await?;
         tx.commit().await?;
         Ok(out)
@@ -24,7 +24,7 @@ impl PgStore {
     pub async fn record_attempts(&self, attempts: Vec<DeliveryAttempt>) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = bookkeeping(&mut client).await?;
         queries::record_attempts(&tx, &attempts, now).await?;
         tx.commit().await?;
         Ok(())
@@ -75,7 +75,7 @@ impl PgStore {
         .collect();
         let wants = allot(due);
         let wanted = wants.iter().map(|w| w.1).sum();
-        let tx = client.transaction().await?;
+        let tx = bookkeeping(&mut client).await?;
         let claimed = queries::claim(&tx, wants, now, now + lease_ms).await?;
         tx.commit().await?;
         let next_due_ms = match claimed.len() < wanted || wanted == 0 {
@@ -144,4 +144,17 @@ impl PgStore {
         }
         queries::attempts(&client, of, &id, cursor, limit).await
     }
+}
+
+/// A transaction for the worker's bookkeeping (leases, attempt outcomes): its commit does not
+/// wait for the WAL flush (`synchronous_commit = off`). A database crash can lose the last such
+/// commits, which only means one more attempt of a delivery, never a lost event; acknowledged
+/// writes (publishes, API changes) keep waiting for the flush.
+async fn bookkeeping(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+        .await?;
+    Ok(tx)
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::{Pool, Transaction};
+use futures_util::future::{try_join, try_join3};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{lock_id, pool_error, queries};
@@ -151,8 +152,9 @@ async fn publish_all(
     batch: &[Job],
     now: i64,
 ) -> Result<Vec<Outcome>, StoreError> {
-    let known = lock_and_read_keys(tx, batch, now).await?;
-    let routes = Routes::read(tx, batch).await?;
+    // Statements that do not wait for each other go out together (pipelined on the connection).
+    let (known, routes) =
+        try_join(lock_and_read_keys(tx, batch, now), Routes::read(tx, batch)).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut events = Rows::default();
     let mut deliveries = Rows::default();
@@ -181,9 +183,12 @@ async fn publish_all(
         }
         outcomes.push(Outcome::Stored(Box::new(event)));
     }
-    events.insert(tx, INSERT_EVENTS).await?;
-    deliveries.insert(tx, INSERT_DELIVERIES).await?;
-    keys.insert(tx, INSERT_KEYS).await?;
+    try_join3(
+        events.insert(tx, INSERT_EVENTS),
+        deliveries.insert(tx, INSERT_DELIVERIES),
+        keys.insert(tx, INSERT_KEYS),
+    )
+    .await?;
     Ok(outcomes)
 }
 
@@ -273,15 +278,15 @@ impl Routes {
         let mut accounts: Vec<&str> = batch.iter().map(|j| j.scope.account_id.as_str()).collect();
         accounts.sort_unstable();
         accounts.dedup();
-        let parents: HashMap<String, Option<String>> = tx
-            .query(
-                "SELECT id, parent_id FROM accounts WHERE id = ANY($1)",
-                &[&accounts],
-            )
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let parents: HashMap<String, Option<String>> = queries::rows(
+            tx,
+            "SELECT id, parent_id FROM accounts WHERE id = ANY($1)",
+            &[&accounts],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
         let mut owners: Vec<&str> = accounts.clone();
         owners.extend(parents.values().flatten().map(String::as_str));
         owners.sort_unstable();
