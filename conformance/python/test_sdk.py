@@ -426,14 +426,15 @@ def test_stripe_context_connected_account(eventd, account):
         parent.v2.core.events.retrieve(evt.id)
     assert_error(ei.value, stripe.InvalidRequestError, 404, "not_found")
 
-    # the child's own key acts in the child directly and sees the same objects; whatever `context` its own
-    # events carry (eventd records the path from the root account), fetching with it must work for that key
+    # the child's own key acts in the child directly and sees the same objects; for it, the child's events
+    # are its own: no `context` (the parent sees the same events with the child's context)
     own = eventd.client(child.sk_test)
     assert [d.id for d in own.v2.core.event_destinations.list().data] == [ed.id]
     own_evt = publish(own, meter_event_params("mtr_own"))
-    assert own_evt.context in (None, child.id)
-    refetched = own.v2.core.events.retrieve(own_evt.id, options={"stripe_context": own_evt.context})
-    assert refetched.id == own_evt.id
+    assert own_evt.context is None
+    assert own.v2.core.events.retrieve(own_evt.id).context is None
+    assert own.v2.core.events.retrieve(evt.id).context is None
+    assert in_child.v2.core.events.retrieve(own_evt.id).context == child.id
 
     # an account that is not connected to the key's account is refused
     stranger = eventd.create_account()

@@ -83,9 +83,13 @@ pub async fn resend(
     }
     f.finish()?;
     let destination = destination.unwrap_or_default();
+    let idem = ctx.idempotency(
+        format!("POST /v2/core/events/{id}/resend"),
+        &json!({"event_destination": destination}),
+    );
     state
         .store
-        .resend(ctx.scope, id.clone(), destination.clone())
+        .resend(ctx.scope, idem, id.clone(), destination.clone())
         .await?;
     Ok(Json(json!({
         "object": "eventd.resend",

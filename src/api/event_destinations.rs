@@ -148,9 +148,9 @@ pub async fn ping(
     };
     let event = state
         .store
-        .ping_destination(ctx.scope, idem, id, reason)
+        .ping_destination(ctx.scope.clone(), idem, id, reason)
         .await?;
-    Ok(Json(wire::event(&event)))
+    Ok(Json(wire::event(&event, ctx.context_of(&event))))
 }
 
 fn strings(v: &Value) -> Vec<String> {

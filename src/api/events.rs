@@ -31,9 +31,13 @@ pub async fn list(State(state): State<AppState>, ctx: Ctx, RawQuery(raw): RawQue
     let filter = filter_from(&req.params);
     let page = state
         .store
-        .list_events(ctx.scope, filter, req.cursor, req.limit)
+        .list_events(ctx.scope.clone(), filter, req.cursor, req.limit)
         .await?;
-    let data = page.items.iter().map(wire::event).collect();
+    let data = page
+        .items
+        .iter()
+        .map(|e| wire::event(e, ctx.context_of(e)))
+        .collect();
     Ok(Json(pagination::envelope(PATH, data, &page, &req)))
 }
 
@@ -126,17 +130,20 @@ pub async fn retrieve(
 ) -> ApiResult {
     finish_errors(Query::parse(raw.as_deref()).finish())?;
     check_id_prefix(&id, "evt_", "event")?;
-    let event = state.store.get_event(ctx.scope, id, Family::Thin).await?;
-    Ok(Json(wire::event(&event)))
+    let event = state
+        .store
+        .get_event(ctx.scope.clone(), id, Family::Thin)
+        .await?;
+    Ok(Json(wire::event(&event, ctx.context_of(&event))))
 }
 
 pub async fn retrieve_v1(State(state): State<AppState>, ctx: Ctx, PathId(id): PathId) -> ApiResult {
     check_id_prefix(&id, "evt_", "event")?;
     let event = state
         .store
-        .get_event(ctx.scope, id, Family::Snapshot)
+        .get_event(ctx.scope.clone(), id, Family::Snapshot)
         .await?;
-    Ok(Json(wire::v1_event(&event, None)))
+    Ok(Json(wire::v1_event(&event, None, ctx.context_of(&event))))
 }
 
 /// `POST /v2/core/events` (eventd extension): stores the event and its pending deliveries.
@@ -151,10 +158,14 @@ pub async fn publish(
         idempotency_key: ctx.reason_idempotency_key(),
     };
     let new = parse_publish(body, reason)?;
-    let event = state.store.publish_event(ctx.scope, idem, new).await?;
+    let event = state
+        .store
+        .publish_event(ctx.scope.clone(), idem, new)
+        .await?;
+    let context = ctx.context_of(&event);
     Ok(Json(match event.family {
-        Family::Thin => wire::event(&event),
-        Family::Snapshot => wire::v1_event(&event, None),
+        Family::Thin => wire::event(&event, context),
+        Family::Snapshot => wire::v1_event(&event, None, context),
     }))
 }
 

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::domain::event::Event;
 use crate::domain::{ids, Scope};
 use crate::store::IdempotencyKey;
 
@@ -95,11 +96,18 @@ pub async fn request_context(State(state): State<AppState>, req: Request, next: 
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub scope: Scope,
+    /// The path from the root to the key's own account (`None`: a root account's key).
+    pub key_account_path: Option<String>,
     pub request_id: String,
     pub idempotency_key: Option<String>,
 }
 
 impl Ctx {
+    /// An event's `context` as this caller sees it: `None` for the key's own account's events.
+    pub fn context_of(&self, event: &Event) -> Option<String> {
+        event.context_seen_from(self.key_account_path.as_deref())
+    }
+
     /// The idempotency record for this request's operation, fingerprinted by its canonical body.
     pub fn idempotency(&self, operation: String, body: &Value) -> Option<IdempotencyKey> {
         let key = self.idempotency_key.clone()?;
@@ -128,8 +136,10 @@ impl FromRequestParts<AppState> for Ctx {
         let owner = state.authenticate(&key).await?;
         let context = header(&parts.headers, "stripe-context")
             .or_else(|| header(&parts.headers, "stripe-account"));
+        let own = state.root_scope(&owner).await?;
+        let key_account_path = own.context.clone();
         let scope = match context {
-            None => state.root_scope(&owner).await?,
+            None => own,
             Some(path) => state.resolve_context(&owner, &path).await?,
         };
         let idempotency_key = match header(&parts.headers, "idempotency-key") {
@@ -143,6 +153,7 @@ impl FromRequestParts<AppState> for Ctx {
         };
         Ok(Ctx {
             scope,
+            key_account_path,
             request_id: current_request_id(),
             idempotency_key,
         })

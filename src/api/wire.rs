@@ -126,23 +126,24 @@ fn related_object(e: &Event) -> Value {
     }
 }
 
-/// A thin event as the API returns it (`GET /v2/core/events/{id}`), `data` included.
-pub fn event(e: &Event) -> Value {
-    let mut m = notification_map(e);
+/// A thin event as the API returns it (`GET /v2/core/events/{id}`), `data` included. `context`
+/// is the event's context as its reader sees it (`Event::context_seen_from`).
+pub fn event(e: &Event, context: Option<String>) -> Value {
+    let mut m = notification_map(e, context);
     m.insert("data".into(), json!(e.data));
     Value::Object(m)
 }
 
 /// The pushed thin notification: the event without `data` (reference §4.3).
-pub fn event_notification(e: &Event) -> Value {
-    Value::Object(notification_map(e))
+pub fn event_notification(e: &Event, context: Option<String>) -> Value {
+    Value::Object(notification_map(e, context))
 }
 
-fn notification_map(e: &Event) -> Map<String, Value> {
+fn notification_map(e: &Event, context: Option<String>) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("id".into(), json!(e.id));
     m.insert("object".into(), json!("v2.core.event"));
-    m.insert("context".into(), json!(e.context));
+    m.insert("context".into(), json!(context));
     m.insert("created".into(), json!(timestamp(e.created_ms)));
     m.insert("livemode".into(), json!(e.mode.livemode()));
     m.insert("reason".into(), reason(e));
@@ -154,12 +155,13 @@ fn notification_map(e: &Event) -> Map<String, Value> {
     m
 }
 
-/// A snapshot event as a classic v1 `event`, rendered for `api_version`.
-pub fn v1_event(e: &Event, api_version: Option<&str>) -> Value {
+/// A snapshot event as a classic v1 `event`, rendered for `api_version`; `account` and
+/// `context` only for an event of another account than its reader's (`context`).
+pub fn v1_event(e: &Event, api_version: Option<&str>, context: Option<String>) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(e.id));
     m.insert("object".into(), json!("event"));
-    if let Some(context) = &e.context {
+    if let Some(context) = context {
         m.insert("account".into(), json!(e.account_id));
         m.insert("context".into(), json!(context));
     }

@@ -237,9 +237,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Pairs each claim with its body, rendering each event once per body shape (the thin
-/// notification, or the v1 event of one API version) however many destinations receive it.
+/// notification, or the v1 event of one API version; as its own account or a connected one sees
+/// it) however many destinations receive it.
 fn with_bodies(claimed: Vec<ClaimedDelivery>) -> Vec<(ClaimedDelivery, Bytes)> {
-    let mut rendered: HashMap<(*const Event, Option<String>), Bytes> = HashMap::new();
+    type Shape = (*const Event, Option<String>, bool);
+    let mut rendered: HashMap<Shape, Bytes> = HashMap::new();
     claimed
         .into_iter()
         .map(|d| {
@@ -247,8 +249,9 @@ fn with_bodies(claimed: Vec<ClaimedDelivery>) -> Vec<(ClaimedDelivery, Bytes)> {
                 Family::Thin => None,
                 Family::Snapshot => d.destination.snapshot_api_version.clone(),
             };
+            let own = d.destination.account_id == d.event.account_id;
             let body = rendered
-                .entry((Arc::as_ptr(&d.event), version))
+                .entry((Arc::as_ptr(&d.event), version, own))
                 .or_insert_with(|| Bytes::from(render_body(&d)))
                 .clone();
             (d, body)
@@ -258,11 +261,12 @@ fn with_bodies(claimed: Vec<ClaimedDelivery>) -> Vec<(ClaimedDelivery, Bytes)> {
 
 /// The exact bytes a destination receives for an event.
 pub fn render_body(delivery: &ClaimedDelivery) -> Vec<u8> {
-    let event = &delivery.event;
+    let (event, destination) = (&delivery.event, &delivery.destination);
+    let context = event.context_for_owner(&destination.account_id);
     let value = match event.family {
-        Family::Thin => wire::event_notification(event),
+        Family::Thin => wire::event_notification(event, context),
         Family::Snapshot => {
-            wire::v1_event(event, delivery.destination.snapshot_api_version.as_deref())
+            wire::v1_event(event, destination.snapshot_api_version.as_deref(), context)
         }
     };
     serde_json::to_vec(&value).unwrap_or_default()

@@ -116,7 +116,8 @@ delegate! {
     fn record_attempts(&self, attempts: Vec<DeliveryAttempt>) -> Result<(), StoreError>;
     fn cancel_inactive_due(&self) -> Result<usize, StoreError>;
     fn pending_stats(&self) -> Result<(i64, Option<i64>), StoreError>;
-    fn resend(&self, scope: Scope, event_id: String, destination_id: String) -> Result<(), StoreError>;
+    /// Queues one more delivery of the event to the destination (idempotent like every POST).
+    fn resend(&self, scope: Scope, idem: Option<IdempotencyKey>, event_id: String, destination_id: String) -> Result<(), StoreError>;
     fn list_attempts(&self, scope: Scope, of: AttemptsOf, id: String, cursor: Cursor, limit: usize) -> Result<Page<DeliveryAttempt>, StoreError>;
 }
 

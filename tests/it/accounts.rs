@@ -155,8 +155,32 @@ async fn events_published_in_a_connected_account_carry_its_context() {
     );
     // The child's list: the two events published in it and its ping.
     let child_events = app.send(Call::get(EVENTS).context(&child.account_id)).await;
-    assert_eq!(
-        child_events.assert_ok()["data"].as_array().unwrap().len(),
-        3
-    );
+    let listed = child_events.assert_ok()["data"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 3);
+    assert!(listed
+        .iter()
+        .all(|e| e["context"] == json!(child.account_id)));
+    // With its own key, the child's events are its own (no context); its connected account's
+    // events carry the path from the child.
+    let own_key = |call: Call| call.key(&child.test_key);
+    let mine = app.send(own_key(Call::get(EVENTS))).await;
+    let mine = mine.assert_ok()["data"].as_array().unwrap().clone();
+    assert_eq!(mine.len(), 3);
+    assert!(mine.iter().all(|e| e["context"].is_null()), "{mine:#?}");
+    let e = app
+        .publish_with(own_key(Call::post(EVENTS, json!({"type": "v2.test.own"}))))
+        .await;
+    assert!(e["context"].is_null(), "{e}");
+    let e = app
+        .publish_with(
+            own_key(Call::post(EVENTS, json!({"type": "v2.test.grand"})))
+                .context(&grandchild.account_id),
+        )
+        .await;
+    assert_eq!(e["context"], json!(grandchild.account_id));
+    let id = e["id"].as_str().unwrap();
+    let from_root = app
+        .send(Call::get(&format!("{EVENTS}/{id}")).context(&grand_path))
+        .await;
+    assert_eq!(from_root.assert_ok()["context"], json!(grand_path));
 }

@@ -107,6 +107,25 @@ async fn resend_delivers_the_same_event_again_now() {
     assert!(log.iter().all(|a| a["outcome"] == "succeeded"), "{log:#?}");
     r.expect_none(Duration::from_millis(300), "one resend, one delivery")
         .await;
+
+    // With an Idempotency-Key, a replay queues nothing more; another body is a conflict.
+    let keyed =
+        || Call::post(&resend_path(id), json!({"event_destination": d.id})).idem("resend-1");
+    for _ in 0..2 {
+        assert_eq!(app.send(keyed()).await.status, 200);
+    }
+    r.expect(PROMPT, "the keyed resend").await;
+    r.expect_none(Duration::from_millis(500), "a replay sends nothing")
+        .await;
+    app.wait_attempts(Of::Event, id, 3).await;
+    let other = Call::post(
+        &resend_path(id),
+        json!({"event_destination": "ed_test_other"}),
+    )
+    .idem("resend-1");
+    app.send(other)
+        .await
+        .assert_error(409, "idempotency_error", "idempotency_error");
 }
 
 #[tokio::test]

@@ -2,8 +2,11 @@
 
 use super::{queries, PgStore};
 use crate::domain::Scope;
+use deadpool_postgres::Transaction;
+
 use crate::store::{
-    Allot, AttemptsOf, ClaimRound, ClaimedDelivery, Cursor, DeliveryAttempt, Page, StoreError,
+    Allot, AttemptsOf, ClaimRound, ClaimedDelivery, Cursor, DeliveryAttempt, IdempotencyKey, Page,
+    StoreError,
 };
 
 impl PgStore {
@@ -110,19 +113,24 @@ impl PgStore {
     pub async fn resend(
         &self,
         scope: Scope,
+        idem: Option<IdempotencyKey>,
         event_id: String,
         destination_id: String,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let event = queries::get_event(&tx, &scope, &event_id, None).await?;
-        let d = queries::get_destination(&tx, &scope, &destination_id).await?;
-        crate::domain::routing::resendable(&d, &event)?;
-        queries::insert_delivery(&tx, &event.id, &d.id, now).await?;
-        tx.commit().await?;
-        self.work_added();
-        Ok(())
+        self.idempotent(
+            scope,
+            idem,
+            true,
+            async |_: &Transaction<'_>, _: &Scope, _: &str| Ok(()),
+            async move |tx: &Transaction<'_>, scope: &Scope, now| {
+                let event = queries::get_event(tx, scope, &event_id, None).await?;
+                let d = queries::get_destination(tx, scope, &destination_id).await?;
+                crate::domain::routing::resendable(&d, &event)?;
+                queries::insert_delivery(tx, &event.id, &d.id, now).await?;
+                Ok((event.id, ()))
+            },
+        )
+        .await
     }
 
     pub async fn list_attempts(

@@ -445,19 +445,20 @@ impl SqliteStore {
     pub async fn resend(
         &self,
         scope: Scope,
+        idem: Option<IdempotencyKey>,
         event_id: String,
         destination_id: String,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        self.writer
-            .write(move |c| {
-                let event = events::get_any(c, &scope, &event_id)?;
-                let d = destinations::get(c, &scope, &destination_id)?;
-                routing::resendable(&d, &event)?;
-                deliveries::resend(c, &event.id, &d.id, now)
-            })
-            .await
-            .inspect(|_| self.new_work.notify_one())
+        let replay = |_: &Connection, _: &Scope, _: &str| Ok(());
+        self.idempotent(scope, idem, replay, move |c, scope, now| {
+            let event = events::get_any(c, scope, &event_id)?;
+            let d = destinations::get(c, scope, &destination_id)?;
+            routing::resendable(&d, &event)?;
+            deliveries::resend(c, &event.id, &d.id, now)?;
+            Ok((event.id, ()))
+        })
+        .await
+        .inspect(|_| self.new_work.notify_one())
     }
 
     /// The delivery log of an event or a destination of the scope, newest first.
