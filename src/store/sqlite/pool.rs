@@ -52,6 +52,9 @@ impl Writer {
     fn start_syncing(path: &Path, wal: PathBuf) -> Result<Self, StoreError> {
         let conn = open(path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The checkpointer thread copies the WAL long before this many pages (16 MiB) pile up;
+        // the writer's own checkpoint then only has to complete it.
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
         let checkpoints = open(path)?;
         let (tx, rx) = mpsc::channel::<Job>(8192);
         let (sync_tx, sync_rx) = std::sync::mpsc::channel::<Vec<Reply>>();
@@ -161,11 +164,14 @@ fn write_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, committed: Committe
 }
 
 /// At most this often, the checkpointer copies what the WAL holds into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL pages after which a commit runs SQLite's own checkpoint (which completes the copying the
+/// checkpointer did, so the WAL can start over).
+const WRITER_CHECKPOINT_PAGES: i64 = 4000;
 
 /// Copies committed WAL frames into the database (a PASSIVE checkpoint: it never blocks the
 /// writer or readers) after commits, at most every `CHECKPOINT_EVERY`. The writer's own automatic
-/// checkpoint (every 1000 pages, inside a commit) then finds the frames already copied and only
+/// checkpoint (every `WRITER_CHECKPOINT_PAGES`, inside a commit) then finds the frames already copied and only
 /// completes the checkpoint, which lets the next transaction start the WAL over; without it a
 /// busy writer would never see a fully copied WAL and the file would grow without bound. Ends
 /// with the writer.
