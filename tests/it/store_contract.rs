@@ -1027,3 +1027,63 @@ async fn a_claim_round_offers_due_destinations_and_tells_when_more_is_due() {
         assert_eq!(round.next_due_ms, Some(retry_at), "{n}");
     }
 }
+
+/// Routing always follows the destinations as they are now, whichever node changed them: a node
+/// that has published before sees a destination another node created, disabled, enabled again
+/// or deleted since.
+#[tokio::test]
+async fn publishing_routes_by_the_destinations_as_they_are_now_on_every_node() {
+    for f in Fixture::all().await {
+        let n = f.name;
+        let s = &f.scope;
+        let routed = |node: &Store| {
+            let (node, s) = (node.clone(), s.clone());
+            async move {
+                node.publish_event(s, None, event("v2.core.account.created"))
+                    .await
+                    .unwrap()
+                    .fanout
+            }
+        };
+        assert_eq!(routed(&f.node_a).await, 0, "{n}: nothing to route to yet");
+        let d = f
+            .node_b
+            .create_destination(s.clone(), None, thin_all())
+            .await
+            .unwrap()
+            .id;
+        assert_eq!(routed(&f.node_a).await, 1, "{n}: created on the other node");
+        f.node_b
+            .set_destination_status(s.clone(), None, d.clone(), Status::Disabled)
+            .await
+            .unwrap();
+        assert_eq!(
+            routed(&f.node_a).await,
+            0,
+            "{n}: disabled on the other node"
+        );
+        f.node_b
+            .set_destination_status(s.clone(), None, d.clone(), Status::Enabled)
+            .await
+            .unwrap();
+        assert_eq!(routed(&f.node_a).await, 1, "{n}: enabled again");
+        f.node_b
+            .update_destination(
+                s.clone(),
+                None,
+                d.clone(),
+                DestinationPatch {
+                    enabled_events: Some(vec!["v2.core.account.closed".into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(routed(&f.node_a).await, 0, "{n}: another type now");
+        f.node_b
+            .delete_destination(s.clone(), None, d)
+            .await
+            .unwrap();
+        assert_eq!(routed(&f.node_a).await, 0, "{n}: deleted");
+    }
+}

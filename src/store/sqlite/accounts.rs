@@ -19,7 +19,7 @@ pub fn insert_account(
     }
     c.prepare_cached("INSERT INTO accounts (id, parent_id, created_ms) VALUES (?1, ?2, ?3)")?
         .execute(params![id, parent, now_ms])?;
-    Ok(())
+    super::routes::changed(c)
 }
 
 pub fn insert_key(

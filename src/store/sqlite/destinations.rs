@@ -4,7 +4,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::paging;
-use crate::domain::destination::{EventDestination, Status};
+use crate::domain::destination::EventDestination;
 use crate::domain::Scope;
 use crate::store::{Cursor, Page, StoreError};
 
@@ -21,13 +21,13 @@ pub fn insert(c: &Connection, d: &EventDestination) -> Result<(), StoreError> {
         d.is_webhook(),
         serde_json::to_string(d)?
     ])?;
-    Ok(())
+    super::routes::changed(c)
 }
 
 pub fn save(c: &Connection, d: &EventDestination) -> Result<(), StoreError> {
     c.prepare_cached("UPDATE event_destinations SET status = ?2, body = ?3 WHERE id = ?1")?
         .execute(params![d.id, d.status.as_str(), serde_json::to_string(d)?])?;
-    Ok(())
+    super::routes::changed(c)
 }
 
 pub fn count_webhooks(c: &Connection, scope: &Scope) -> Result<usize, StoreError> {
@@ -61,6 +61,7 @@ pub fn get(c: &Connection, scope: &Scope, id: &str) -> Result<EventDestination, 
 pub fn delete(c: &Connection, id: &str, now_ms: i64) -> Result<(), StoreError> {
     c.prepare_cached("UPDATE event_destinations SET deleted = 1 WHERE id = ?1")?
         .execute([id])?;
+    super::routes::changed(c)?;
     super::deliveries::cancel(c, id, super::deliveries::Cancel::All, now_ms)?;
     Ok(())
 }
@@ -82,26 +83,4 @@ pub fn list(
         limit,
         |body| Ok(serde_json::from_str(body)?),
     )
-}
-
-/// Enabled destinations of the given accounts in one mode: the candidates for routing an event.
-pub fn enabled_for_accounts(
-    c: &Connection,
-    account_ids: &[&str],
-    livemode: bool,
-) -> Result<Vec<EventDestination>, StoreError> {
-    let mut out = Vec::new();
-    let mut stmt = c.prepare_cached(
-        "SELECT body FROM event_destinations
-         WHERE account_id = ?1 AND livemode = ?2 AND deleted = 0 AND status = ?3",
-    )?;
-    for account in account_ids {
-        let rows = stmt.query_map(params![account, livemode, Status::Enabled.as_str()], |r| {
-            r.get::<_, String>(0)
-        })?;
-        for body in rows {
-            out.push(serde_json::from_str(&body?)?);
-        }
-    }
-    Ok(out)
 }

@@ -7,6 +7,7 @@ mod events;
 mod idempotency;
 mod paging;
 mod pool;
+mod routes;
 mod schema;
 
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ pub struct SqliteStore {
     clock: SharedClock,
     /// Signalled after new deliveries are committed, so the worker claims them at once.
     new_work: Arc<Notify>,
+    /// Routing data for publishes; used only inside write jobs (on the writer thread).
+    routes: Arc<std::sync::Mutex<routes::RouteCache>>,
 }
 
 impl SqliteStore {
@@ -52,6 +55,7 @@ impl SqliteStore {
             readers: pool::Readers::open(&path, 4)?,
             clock,
             new_work: Arc::new(Notify::new()),
+            routes: Arc::default(),
         })
     }
 
@@ -296,6 +300,7 @@ impl SqliteStore {
         idem: Option<IdempotencyKey>,
         new: NewEvent,
     ) -> Result<Event, StoreError> {
+        let routes = self.routes.clone();
         self.idempotent(scope, idem, events::get_any, move |c, scope, now| {
             let mut event = Event {
                 id: ids::event(scope.mode, now),
@@ -311,22 +316,23 @@ impl SqliteStore {
                 changes: new.changes,
                 fanout: 0,
             };
-            let parent = accounts::get_account(c, &scope.account_id)?.and_then(|a| a.parent_id);
-            let mut owners = vec![scope.account_id.as_str()];
-            if let Some(parent) = parent.as_deref() {
-                owners.push(parent);
-            }
-            let candidates = destinations::enabled_for_accounts(c, &owners, scope.mode.livemode())?;
-            let targets: Vec<&EventDestination> = candidates
+            let live = scope.mode.livemode();
+            let (own, from_parent) = {
+                let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
+                routes.check(c)?;
+                let own = routes.enabled(c, &scope.account_id, live)?;
+                let from_parent = match routes.parent(c, &scope.account_id)? {
+                    Some(parent) => routes.enabled(c, &parent, live)?,
+                    None => Arc::default(),
+                };
+                (own, from_parent)
+            };
+            let targets: Vec<&EventDestination> = own
                 .iter()
-                .filter(|d| {
-                    let origin = if d.account_id == scope.account_id {
-                        Origin::OwnAccount
-                    } else {
-                        Origin::ConnectedAccount
-                    };
-                    routing::matches(d, &event, origin)
-                })
+                .map(|d| (d, Origin::OwnAccount))
+                .chain(from_parent.iter().map(|d| (d, Origin::ConnectedAccount)))
+                .filter(|(d, origin)| routing::matches(d, &event, *origin))
+                .map(|(d, _)| d)
                 .collect();
             event.fanout = targets.len() as i64;
             events::insert(c, &event)?;

@@ -90,6 +90,11 @@ DROP INDEX deliveries_destination;
 CREATE INDEX deliveries_pending ON deliveries (destination_id, next_attempt_ms) WHERE status = 'pending';
 CREATE INDEX deliveries_pending_due ON deliveries (next_attempt_ms) WHERE status = 'pending';
 "#,
+    // A value every change to destinations or accounts replaces (see `routes.rs`).
+    r#"
+CREATE TABLE route_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT INTO route_version (id, version) VALUES (1, 0);
+"#,
 ];
 
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
