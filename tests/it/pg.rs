@@ -62,6 +62,17 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         self.url.clone()
     }
+
+    /// A client of its own on the test database, for looking into the schema.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url)
+            .await
+            .expect("connect to the test schema")
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
 }
 
 impl Drop for TestDatabase {

@@ -30,7 +30,7 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     /// The PostgreSQL schema (when `EVENTD_TEST_DATABASE_URL` is set), dropped last.
-    _db: Option<TestDatabase>,
+    db: Option<TestDatabase>,
 }
 
 impl TestApp {
@@ -71,8 +71,13 @@ impl TestApp {
             clock,
             _dir: dir,
             shutdown: Some(tx),
-            _db: db,
+            db,
         }
+    }
+
+    /// The PostgreSQL schema this app runs on, if any.
+    pub fn database(&self) -> Option<&TestDatabase> {
+        self.db.as_ref()
     }
 
     pub fn store(&self) -> &Store {

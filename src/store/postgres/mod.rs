@@ -4,6 +4,7 @@
 
 mod accounts;
 mod deliveries;
+mod maintenance;
 mod paging;
 mod publish;
 mod queries;
@@ -45,13 +46,8 @@ fn pool_error(e: impl std::fmt::Display) -> StoreError {
 fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let mut config: tokio_postgres::Config = url.parse()?;
     let options = config.get_options().unwrap_or("").to_owned();
-    // A stuck query fails fast instead of holding a connection; the caller retries. Statements
-    // are prepared once per connection but planned at every execution: a plan cached while a
-    // table was nearly empty (a sequential scan) would otherwise stay in use as the table grows,
-    // wherever statistics are not kept current (autovacuum off).
-    config.options(
-        format!("{options} -c statement_timeout=15000 -c plan_cache_mode=force_custom_plan").trim(),
-    );
+    // A stuck query fails fast instead of holding a connection; the caller retries.
+    config.options(format!("{options} -c statement_timeout=15000").trim());
     config.connect_timeout(Duration::from_secs(5));
     config.application_name("eventd");
     Ok(config)
@@ -83,6 +79,7 @@ impl PgStore {
         tokio::spawn(listen(config(url)?, new_work.clone()));
         let announce = Arc::new(Notify::new());
         tokio::spawn(announce_work(pool.clone(), announce.clone()));
+        tokio::spawn(maintenance::maintain(pool.clone()));
         let (wake, tell) = (new_work.clone(), announce.clone());
         let publisher = publish::Publisher::start(pool.clone(), clock.clone(), move || {
             wake.notify_one();
