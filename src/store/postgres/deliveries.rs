@@ -64,12 +64,17 @@ impl PgStore {
         let mut client = self.client().await?;
         let due: Vec<String> = queries::rows(
             &client,
+            // One index probe per enabled destination (LATERAL … LIMIT 1). Not `EXISTS`: the
+            // planner turns that into a semi-join that reads every pending delivery due (300 ms
+            // a round with a backlog of 800,000).
             "SELECT d.id FROM event_destinations d
-                 WHERE NOT d.deleted AND d.status = 'enabled' AND d.is_webhook
-                   AND EXISTS (SELECT 1 FROM deliveries x
-                               WHERE x.destination_id = d.id AND x.status = 'pending'
-                                 AND x.next_attempt_ms <= $1
-                                 AND (x.lease_expires_ms IS NULL OR x.lease_expires_ms <= $1))",
+                 CROSS JOIN LATERAL (
+                     SELECT 1 FROM deliveries x
+                     WHERE x.destination_id = d.id AND x.status = 'pending'
+                       AND x.next_attempt_ms <= $1
+                       AND (x.lease_expires_ms IS NULL OR x.lease_expires_ms <= $1)
+                     ORDER BY x.destination_id, x.next_attempt_ms LIMIT 1) due
+                 WHERE NOT d.deleted AND d.status = 'enabled' AND d.is_webhook",
             &[&now],
         )
         .await?
