@@ -173,6 +173,7 @@ fn parse_publish(body: Map<String, Value>, reason: RequestReason) -> Result<NewE
     let mut f = Fields::new(body);
     let v = f.required("type");
     let type_ = f.string("type", v, 200);
+    let mut type_ok = false;
     if let Some(t) = &type_ {
         if !valid_event_type(t) || t == "*" {
             f.error(
@@ -184,9 +185,13 @@ fn parse_publish(body: Map<String, Value>, reason: RequestReason) -> Result<NewE
                 "type",
                 "Ping events are created by POST /v2/core/event_destinations/{id}/ping.",
             );
+        } else {
+            type_ok = true;
         }
     }
-    let family = type_.as_deref().map(Family::of_type);
+    // What else is required depends on the type's family: with no valid type, only the type is
+    // reported (a `data` that a snapshot type would need is not asked for).
+    let family = type_.as_deref().filter(|_| type_ok).map(Family::of_type);
     let (related_object, data, changes) = match family {
         Some(Family::Snapshot) => (None, parse_snapshot_data(&mut f), None),
         _ => {
