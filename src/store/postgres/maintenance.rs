@@ -50,6 +50,9 @@ pub async fn round(pool: &Pool) -> Result<(), StoreError> {
         return Ok(());
     }
     let result = async {
+        // A VACUUM of a large table may take longer than the statement timeout every other
+        // statement has; cancelled, it would start over on the next check and never finish.
+        client.batch_execute("SET statement_timeout = 0").await?;
         let autovacuum: bool = client
             .query_one("SELECT current_setting('autovacuum') = 'on'", &[])
             .await?
@@ -76,6 +79,7 @@ pub async fn round(pool: &Pool) -> Result<(), StoreError> {
         Ok::<_, StoreError>(())
     }
     .await;
+    client.batch_execute("RESET statement_timeout").await?;
     client
         .execute(
             "SELECT pg_advisory_unlock($1, hashtext(current_schema()))",
