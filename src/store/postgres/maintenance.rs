@@ -1,10 +1,10 @@
 //! Keeps eventd's tables fit for the planner on PostgreSQL. Without column statistics the planner
 //! guesses: a statement planned while a table was nearly empty keeps scanning it whole as it
-//! grows, or a claim fetches and sorts every pending delivery of a destination to take 64. So
-//! one node at a time (an advisory lock) ANALYZEs a table as soon as a fifth of it changed since
-//! its last analysis (autovacuum's own rule, but checked every few seconds, so a fresh install
-//! gets statistics in its first seconds, not minutes), and, where autovacuum is off, VACUUMs a
-//! table once a fifth of it is dead rows.
+//! grows, or a claim fetches and sorts every pending delivery of a destination to take 64. So one
+//! node per schema at a time (an advisory lock) ANALYZEs a table as soon as a fifth of it changed
+//! since its last analysis (autovacuum's own rule, but checked every few seconds, so a fresh
+//! install gets statistics in its first seconds, not minutes), and, where autovacuum is off,
+//! VACUUMs a table once a fifth of it is dead rows.
 
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ pub async fn maintain(pool: Pool) {
 }
 
 /// One check; does nothing when another node holds the maintenance lock.
-pub async fn round(pool: &Pool) -> Result<(), StoreError> {
+async fn round(pool: &Pool) -> Result<(), StoreError> {
     let client = pool.get().await.map_err(pool_error)?;
     let locked: bool = client
         .query_one(
