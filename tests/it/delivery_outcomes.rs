@@ -41,6 +41,15 @@ fn assert_failed(a: &Value, reason: &str, what: &str) {
     );
 }
 
+/// A failed attempt with a reason and no HTTP status (no answer was read).
+fn assert_failed_without_answer(a: &Value, what: &str) {
+    assert_eq!(a["outcome"], "failed", "{what}: {a:#}");
+    assert!(
+        a["error"].is_string() && a["http_status"].is_null(),
+        "{what}: {a:#}"
+    );
+}
+
 #[tokio::test]
 async fn any_2xx_succeeds_and_every_other_status_fails() {
     let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[])).await;
@@ -121,11 +130,7 @@ async fn connection_level_failures_are_failed_attempts_with_a_reason() {
     })
     .await;
     let a = one_attempt(&app, &format!("http://{reset}/hook")).await;
-    assert_eq!(a["outcome"], "failed", "reset: {a:#}");
-    assert!(
-        a["error"].is_string() && a["http_status"].is_null(),
-        "reset: {a:#}"
-    );
+    assert_failed_without_answer(&a, "reset");
 
     // Not HTTP at all: garbage instead of a status line.
     let garbage = raw_server(|mut s| {
@@ -137,26 +142,14 @@ async fn connection_level_failures_are_failed_attempts_with_a_reason() {
     })
     .await;
     let a = one_attempt(&app, &format!("http://{garbage}/hook")).await;
-    assert_eq!(a["outcome"], "failed", "garbage: {a:#}");
-    assert!(
-        a["error"].is_string() && a["http_status"].is_null(),
-        "garbage: {a:#}"
-    );
+    assert_failed_without_answer(&a, "garbage");
 
     // TLS failure: an https URL whose server speaks plain HTTP.
     let r = TestReceiver::start(statuses(&[200])).await;
     let a = one_attempt(&app, &format!("https://{}/hook", r.addr)).await;
-    assert_eq!(a["outcome"], "failed", "tls: {a:#}");
-    assert!(
-        a["error"].is_string() && a["http_status"].is_null(),
-        "tls: {a:#}"
-    );
+    assert_failed_without_answer(&a, "tls");
 
     // A name that does not resolve.
     let a = one_attempt(&app, "http://no-such-host.invalid/hook").await;
-    assert_eq!(a["outcome"], "failed", "dns: {a:#}");
-    assert!(
-        a["error"].is_string() && a["http_status"].is_null(),
-        "dns: {a:#}"
-    );
+    assert_failed_without_answer(&a, "dns");
 }
