@@ -30,8 +30,11 @@ use crate::domain::account::KeyOwner;
 use crate::domain::Scope;
 use crate::store::Store;
 
+/// What every handler shares: one `Arc`, so a request clones a single pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub store: Store,
     pub config: Arc<ApiConfig>,
     /// Which webhook targets are allowed (literal hosts are judged at create and update).
@@ -44,6 +47,14 @@ pub struct AppState {
     parents: Arc<RwLock<HashMap<String, Option<String>>>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     pub fn new(
         store: Store,
@@ -52,7 +63,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         clock: SharedClock,
     ) -> Self {
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             config,
             policy,
@@ -60,7 +71,7 @@ impl AppState {
             clock,
             keys: Default::default(),
             parents: Default::default(),
-        }
+        }))
     }
 
     async fn authenticate(&self, key: &str) -> Result<KeyOwner, ApiError> {

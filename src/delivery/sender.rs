@@ -107,19 +107,25 @@ impl Sender {
 
     /// True unless the URL's host is an IP literal the policy refuses (names are judged when resolved).
     pub fn literal_host_permitted(policy: &AddressPolicy, url: &str) -> bool {
-        match url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host().map(|h| h.to_owned()))
-        {
+        url::Url::parse(url).map_or(true, |u| Self::host_permitted(policy, &u))
+    }
+
+    fn host_permitted(policy: &AddressPolicy, url: &url::Url) -> bool {
+        match url.host() {
             Some(url::Host::Ipv4(ip)) => policy.permits(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => policy.permits(IpAddr::V6(ip)),
             _ => true,
         }
     }
 
-    /// POSTs `body` to `url` exactly as stored, with Stripe's delivery headers.
+    /// POSTs `body` to `url` exactly as stored, with Stripe's delivery headers. The URL is parsed
+    /// once, for the address policy and the request both.
     pub async fn post(&self, url: &str, signature: &str, body: bytes::Bytes) -> SendResult {
-        if !Self::literal_host_permitted(&self.policy, url) {
+        let url = match url::Url::parse(url) {
+            Ok(url) => url,
+            Err(e) => return SendResult::failed(format!("invalid_url: {e}")),
+        };
+        if !Self::host_permitted(&self.policy, &url) {
             return SendResult::failed(
                 "refused_address: the URL's address is not one eventd may connect to".to_owned(),
             );

@@ -10,6 +10,10 @@
 //! Progress goes to stderr; the report to stdout, whose last line is machine-readable:
 //! `RESULT store=sqlite ceiling_rps=… ingest_eps=… e2e_1_dps=… e2e_10_dps=… p99_ms=… rss_mb=… cpu_us_per_event=…`
 
+/// The same allocator as eventd, so the ceiling measures the same client stack.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod receiver;
 mod scenarios;
 mod server;
