@@ -437,42 +437,60 @@ pub async fn prune<C: GenericClient>(
 // --- deliveries ---
 
 /// Leases up to `n` due deliveries of each `(destination, n)` that is (still) enabled; rows
-/// another node holds are skipped. Each comes with its destination as it is now and its event,
-/// all events read in one query.
+/// another node holds are skipped. One statement leases for every destination (a `LATERAL`
+/// probe of each destination's pending deliveries), and two more read the destinations as they
+/// are now and the events, whatever the number of destinations.
 pub async fn claim<C: GenericClient>(
     c: &C,
     wants: Vec<(String, usize)>,
     now: i64,
     lease_until: i64,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    let mut leased = Vec::new();
-    for (destination_id, limit) in wants {
-        let Some(row) = row_opt(
-            c,
-            "SELECT body FROM event_destinations WHERE id = $1 AND status = 'enabled' AND NOT deleted",
-            &[&destination_id],
-        )
-        .await?
-        else {
-            continue;
-        };
-        let destination: Arc<EventDestination> = Arc::new(serde_json::from_str(row.get(0))?);
-        let rows = rows(
-            c,
-            "UPDATE deliveries SET lease_expires_ms = $4 WHERE seq IN (
+    if wants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, limits): (Vec<String>, Vec<i64>) =
+        wants.into_iter().map(|(id, n)| (id, n as i64)).unzip();
+    let lease_params: [&(dyn ToSql + Sync); 4] = [&ids, &limits, &now, &lease_until];
+    let claimed = rows(
+        c,
+        "UPDATE deliveries SET lease_expires_ms = $4 WHERE seq IN (
+             SELECT x.seq FROM unnest($1::TEXT[], $2::BIGINT[]) AS w(destination_id, n)
+             JOIN event_destinations d
+               ON d.id = w.destination_id AND d.status = 'enabled' AND NOT d.deleted
+             CROSS JOIN LATERAL (
                  SELECT seq FROM deliveries
-                 WHERE destination_id = $1 AND status = 'pending' AND next_attempt_ms <= $2
-                   AND (lease_expires_ms IS NULL OR lease_expires_ms <= $2)
-                 ORDER BY next_attempt_ms LIMIT $3
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING id, event_id, attempts",
-            &[&destination_id, &now, &(limit as i64), &lease_until],
-        )
-        .await?;
-        for r in rows {
-            let row: (String, String, i64) = (r.get(0), r.get(1), r.get(2));
-            leased.push((row, destination.clone()));
-        }
+                 WHERE destination_id = w.destination_id AND status = 'pending'
+                   AND next_attempt_ms <= $3
+                   AND (lease_expires_ms IS NULL OR lease_expires_ms <= $3)
+                 ORDER BY next_attempt_ms LIMIT w.n
+                 FOR UPDATE SKIP LOCKED) x)
+         RETURNING id, event_id, destination_id, attempts",
+        &lease_params,
+    );
+    let destination_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let destinations = rows(
+        c,
+        "SELECT body FROM event_destinations WHERE id = ANY($1)",
+        &destination_params,
+    );
+    let (claimed, destinations) = futures_util::future::try_join(claimed, destinations).await?;
+    let destinations: HashMap<String, Arc<EventDestination>> = destinations
+        .iter()
+        .map(|r| {
+            let d: EventDestination = serde_json::from_str(r.get(0))?;
+            Ok((d.id.clone(), Arc::new(d)))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let mut leased = Vec::with_capacity(claimed.len());
+    for r in claimed {
+        let destination_id: &str = r.get(2);
+        let destination = destinations
+            .get(destination_id)
+            .cloned()
+            .ok_or(StoreError::NotFound)?;
+        let row: (String, String, i64) = (r.get(0), r.get(1), r.get(3));
+        leased.push((row, destination));
     }
     let mut event_ids: Vec<&str> = leased.iter().map(|((_, e, _), _)| e.as_str()).collect();
     event_ids.sort_unstable();
