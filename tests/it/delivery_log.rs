@@ -225,6 +225,58 @@ async fn delivery_log_and_resend_answer_404_for_other_accounts_and_modes() {
         .await;
 }
 
+/// Deleting a destination: its own log answers 404 like the destination, a resend to it (or to an
+/// unknown id) is a 404 that queues nothing, and the attempts it had stay listed under their events.
+#[tokio::test]
+async fn a_deleted_destinations_attempts_stay_listed_under_their_events() {
+    let app = DeliveryApp::start(|_| {}).await;
+    let mut r = TestReceiver::start(statuses(&[200])).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/hook"))
+        .await;
+    let e = app.emit_thin(json!({})).await;
+    let id = e["id"].as_str().unwrap().to_owned();
+    r.expect(PROMPT, "the delivery").await;
+    let before = app.wait_attempts(Of::Event, &id, 1).await;
+    let deleted = app
+        .send(Call::delete(&format!(
+            "{}/{}",
+            super::support::DESTINATIONS,
+            d.id
+        )))
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+
+    let resend = |dest: &str| Call::post(&resend_path(&id), json!({"event_destination": dest}));
+    let cases = [
+        (
+            "the deleted destination's log",
+            Call::get(&Of::Destination.path(&d.id)),
+        ),
+        ("resend to the deleted destination", resend(&d.id)),
+        (
+            "resend to an unknown destination",
+            resend("ed_test_doesnotexist"),
+        ),
+    ];
+    for (what, call) in cases {
+        let got = app.send(call).await;
+        assert_eq!(got.status, 404, "{what}: {}", got.body);
+        assert_eq!(
+            got.body["error"]["code"], "not_found",
+            "{what}: {}",
+            got.body
+        );
+    }
+    r.expect_none(Duration::from_millis(500), "nothing queued")
+        .await;
+    assert_eq!(
+        app.attempts(Of::Event, &id).await,
+        before,
+        "the attempt stays"
+    );
+}
+
 /// A resend goes only where the event would have been delivered: an enabled webhook destination
 /// taking its type and payload kind (a ping: its own destination). Anything else is a 400 naming
 /// `event_destination` that sends and stores nothing.
