@@ -14,6 +14,19 @@ fn resend_path(event: &str) -> String {
     format!("{EVENTS}/{event}/resend")
 }
 
+/// Sends each call and checks it answers 404 `not_found`, naming the case when it does not.
+async fn assert_all_not_found(app: &DeliveryApp, cases: impl IntoIterator<Item = (&str, Call)>) {
+    for (what, call) in cases {
+        let got = app.send(call).await;
+        assert_eq!(got.status, 404, "{what}: {}", got.body);
+        assert_eq!(
+            got.body["error"]["code"], "not_found",
+            "{what}: {}",
+            got.body
+        );
+    }
+}
+
 #[tokio::test]
 async fn delivery_log_lists_attempts_of_events_and_destinations_newest_first() {
     let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[1])).await;
@@ -209,15 +222,7 @@ async fn delivery_log_and_resend_answer_404_for_other_accounts_and_modes() {
             Call::get(&Of::Destination.path("ed_test_doesnotexist")),
         ),
     ];
-    for (what, call) in cases {
-        let got = app.send(call).await;
-        assert_eq!(got.status, 404, "{what}: {}", got.body);
-        assert_eq!(
-            got.body["error"]["code"], "not_found",
-            "{what}: {}",
-            got.body
-        );
-    }
+    assert_all_not_found(&app, cases).await;
     r.expect_none(Duration::from_millis(500), "no cross-account resend")
         .await;
     r_other
@@ -259,15 +264,7 @@ async fn a_deleted_destinations_attempts_stay_listed_under_their_events() {
             resend("ed_test_doesnotexist"),
         ),
     ];
-    for (what, call) in cases {
-        let got = app.send(call).await;
-        assert_eq!(got.status, 404, "{what}: {}", got.body);
-        assert_eq!(
-            got.body["error"]["code"], "not_found",
-            "{what}: {}",
-            got.body
-        );
-    }
+    assert_all_not_found(&app, cases).await;
     r.expect_none(Duration::from_millis(500), "nothing queued")
         .await;
     assert_eq!(
