@@ -103,10 +103,11 @@ pub struct DeliveryConfig {
     /// CIDR ranges that are otherwise refused as targets (loopback, private…), e.g. `127.0.0.0/8,::1/128`.
     #[arg(long, env = "EVENTD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value = "")]
     pub allow_private_targets: AllowList,
-    /// Attempts in flight at once, over all destinations.
+    /// Deliveries held (claimed and not yet recorded) at once, over all destinations.
     #[arg(long, env = "EVENTD_MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
-    /// Attempts in flight at once to one destination.
+    /// Requests in flight at once to one destination (it may hold twice as many claimed
+    /// deliveries, the next ones claimed while these are sent).
     #[arg(
         long,
         env = "EVENTD_MAX_IN_FLIGHT_PER_DESTINATION",
@@ -127,9 +128,12 @@ impl DeliveryConfig {
         }
     }
 
-    /// A lease outlives the longest possible attempt, so a live worker never loses one mid-attempt.
+    /// A lease outlives the longest wait for a request slot and the longest possible attempt
+    /// after it (a held delivery waits at most for the attempts in flight before it), so a live
+    /// worker never loses one mid-attempt.
     pub fn lease(&self) -> Duration {
-        self.attempt_timeout + self.connect_timeout + Duration::from_secs(5)
+        let attempt = self.attempt_timeout + self.connect_timeout;
+        attempt * crate::delivery::worker::HELD_PER_SLOT as u32 + Duration::from_secs(5)
     }
 }
 

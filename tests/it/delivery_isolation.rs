@@ -172,3 +172,41 @@ async fn destinations_on_one_host_reuse_connections() {
         events * destinations
     );
 }
+
+/// A destination gets at most its in-flight limit of requests at once, although the worker holds
+/// twice as many of its deliveries (claimed while the others are sent), and every held delivery
+/// goes out in turn.
+#[tokio::test]
+async fn a_destination_never_gets_more_requests_at_once_than_its_limit() {
+    let (per_destination, events) = (3, 15);
+    let app = DeliveryApp::start(|c| {
+        c.delivery.max_in_flight = 64;
+        c.delivery.max_in_flight_per_destination = per_destination;
+    })
+    .await;
+    let mut r =
+        TestReceiver::start(vec![Reply::status(200).after(Duration::from_millis(150))]).await;
+    app.webhook(Payload::Thin, &[THIN_TYPE], &r.url("/limited"))
+        .await;
+    let mut want = Vec::new();
+    for n in 0..events {
+        let e = app.emit_thin(json!({"n": n})).await;
+        want.push(e["id"].as_str().unwrap().to_owned());
+    }
+    let mut got = Vec::new();
+    for i in 0..events {
+        got.push(
+            r.expect(MAX_WAIT, &format!("delivery {i}"))
+                .await
+                .event_id(),
+        );
+    }
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every event once");
+    assert_eq!(
+        r.most_concurrent(),
+        per_destination,
+        "the receiver answered at most (and, with a backlog, exactly) {per_destination} requests at once"
+    );
+}

@@ -38,7 +38,7 @@ pub struct DeliveryApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Store,
-    config: Config,
+    pub config: Config,
     dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,

@@ -114,6 +114,31 @@ struct Script {
 struct Shared {
     script: Arc<Mutex<Script>>,
     tx: mpsc::UnboundedSender<Received>,
+    concurrency: Arc<Concurrency>,
+}
+
+/// Requests being answered now, and the most there ever were at once.
+#[derive(Default)]
+struct Concurrency {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+/// Counts one request as being answered until it is dropped (also when the client goes away).
+struct Answering(Arc<Concurrency>);
+
+impl Answering {
+    fn start(c: &Arc<Concurrency>) -> Answering {
+        let now = c.now.fetch_add(1, Ordering::SeqCst) + 1;
+        c.most.fetch_max(now, Ordering::SeqCst);
+        Answering(c.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct TestReceiver {
@@ -121,6 +146,7 @@ pub struct TestReceiver {
     rx: mpsc::UnboundedReceiver<Received>,
     script: Arc<Mutex<Script>>,
     connections: Arc<AtomicUsize>,
+    concurrency: Arc<Concurrency>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -139,9 +165,11 @@ impl TestReceiver {
         let addr = listener.local_addr().expect("receiver address");
         let (tx, rx) = mpsc::unbounded_channel();
         let script = Arc::new(Mutex::new(Script { replies, served: 0 }));
+        let concurrency = Arc::new(Concurrency::default());
         let shared = Shared {
             script: script.clone(),
             tx,
+            concurrency: concurrency.clone(),
         };
         let app = Router::new().fallback(record).with_state(shared);
         let connections = Arc::new(AtomicUsize::new(0));
@@ -157,8 +185,14 @@ impl TestReceiver {
             rx,
             script,
             connections,
+            concurrency,
             task,
         }
+    }
+
+    /// The most requests this receiver was answering at once so far.
+    pub fn most_concurrent(&self) -> usize {
+        self.concurrency.most.load(Ordering::SeqCst)
     }
 
     /// TCP connections accepted so far.
@@ -220,6 +254,7 @@ impl Drop for TestReceiver {
 
 async fn record(State(shared): State<Shared>, request: Request) -> Response {
     let at = Instant::now();
+    let _answering = Answering::start(&shared.concurrency);
     let (parts, body) = request.into_parts();
     let target = parts
         .uri

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -59,14 +59,17 @@ impl Writer {
         let (tx, rx) = mpsc::channel::<Job>(8192);
         let (sync_tx, sync_rx) = std::sync::mpsc::channel::<Vec<Reply>>();
         let (commit_tx, commit_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let syncing = Arc::new(Syncing::default());
+        let synced = syncing.clone();
         std::thread::Builder::new()
             .name("eventd-sqlite-sync".into())
-            .spawn(move || sync_loop(&wal, sync_rx))?;
+            .spawn(move || sync_loop(&wal, sync_rx, &synced))?;
         std::thread::Builder::new()
             .name("eventd-sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoints, commit_rx))?;
         let committed = Committed {
             sync: sync_tx,
+            syncing,
             checkpoint: commit_tx,
         };
         std::thread::Builder::new()
@@ -124,12 +127,48 @@ fn wal_path(database: &Path) -> PathBuf {
 /// checkpointer.
 struct Committed {
     sync: std::sync::mpsc::Sender<Vec<Reply>>,
+    syncing: Arc<Syncing>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
+}
+
+/// The longest the writer holds back a batch for an fsync in progress.
+const MAX_SYNC_WAIT: Duration = Duration::from_millis(50);
+
+/// Commits handed to the syncer and not yet fsynced. While an fsync runs, the writer lets the
+/// next batch grow instead of committing: a write arriving now is answered after the next fsync
+/// either way, and one commit of everything that arrived meanwhile writes each page it touches to
+/// the WAL once, where several small commits would write the same pages again each time.
+#[derive(Default)]
+struct Syncing {
+    pending: Mutex<usize>,
+    done: Condvar,
+}
+
+impl Syncing {
+    fn add(&self) {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+
+    fn finish(&self, commits: usize) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        *pending = pending.saturating_sub(commits);
+        self.done.notify_all();
+    }
+
+    fn wait_idle(&self) {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .done
+            .wait_timeout_while(pending, MAX_SYNC_WAIT, |n| *n > 0);
+    }
 }
 
 fn write_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, committed: Committed) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
+        if first.durability == Durability::OnDisk {
+            committed.syncing.wait_idle();
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -154,7 +193,9 @@ fn write_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, committed: Committe
             }
         }
         if !on_disk.is_empty() {
+            committed.syncing.add();
             if let Err(std::sync::mpsc::SendError(replies)) = committed.sync.send(on_disk) {
+                committed.syncing.finish(1);
                 for reply in replies {
                     reply(Err(StoreError::Closed));
                 }
@@ -187,11 +228,13 @@ fn checkpoint_loop(conn: Connection, commits: std::sync::mpsc::Receiver<()>) {
 
 /// fsyncs the WAL for every batch of acknowledged writes waiting, then answers them: one fsync
 /// covers all batches committed before it began.
-fn sync_loop(wal: &Path, rx: std::sync::mpsc::Receiver<Vec<Reply>>) {
+fn sync_loop(wal: &Path, rx: std::sync::mpsc::Receiver<Vec<Reply>>, syncing: &Syncing) {
     let mut file: Option<File> = None;
     while let Ok(mut waiting) = rx.recv() {
+        let mut commits = 1;
         while let Ok(more) = rx.try_recv() {
             waiting.extend(more);
+            commits += 1;
         }
         let synced = sync_file(wal, &mut file);
         if let Err(e) = &synced {
@@ -200,6 +243,7 @@ fn sync_loop(wal: &Path, rx: std::sync::mpsc::Receiver<Vec<Reply>>) {
         for reply in waiting {
             reply(synced.clone().map_err(StoreError::Commit));
         }
+        syncing.finish(commits);
     }
 }
 
