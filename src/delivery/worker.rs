@@ -334,9 +334,12 @@ async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery, body: Bytes, slots: 
     };
     let mut cut_off = s.cut_off.subscribe();
     let slot = tokio::select! {
-        slot = slots.acquire() => slot.ok(),
+        biased;
         _ = cut_off.wait_for(|cut| *cut) => None,
+        slot = slots.acquire() => slot.ok(),
     };
+    // A slot freed by an attempt that shutdown cut off comes with the cut-off itself.
+    let slot = slot.filter(|_| !*s.cut_off.borrow());
     let Some(slot) = slot else {
         // Cut off by shutdown before it was sent: nothing to record; its lease expires and it
         // is attempted again.
