@@ -1,16 +1,25 @@
 //! Prefixed, random, URL-safe ids in Stripe's shapes (`ed_test_…`, `evt_…`, `req_…`, `whsec_…`).
 
-use rand::distributions::Alphanumeric;
-use rand::Rng;
+use rand::{Rng, RngCore};
 
 use super::Mode;
 
+/// `len` characters drawn uniformly from the 62 of `BASE62`, from the thread's CSPRNG: random
+/// bytes in blocks, each byte below 248 (4 × 62) mapped to a character (the rest are skipped).
 fn random_body(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    let mut rng = rand::thread_rng();
+    let mut body = String::with_capacity(len);
+    let mut bytes = [0u8; 64];
+    while body.len() < len {
+        rng.fill_bytes(&mut bytes);
+        for &b in bytes.iter().filter(|&&b| b < 248) {
+            if body.len() == len {
+                break;
+            }
+            body.push(char::from(BASE62[usize::from(b % 62)]));
+        }
+    }
+    body
 }
 
 /// `<prefix>_[test_]<body>`: the `test_` infix marks test-mode objects.
@@ -116,5 +125,24 @@ mod tests {
         assert!(a["evt_test_".len()..]
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn random_bodies_use_all_62_characters_evenly() {
+        let body = random_body(62_000);
+        assert_eq!(body.len(), 62_000);
+        let mut counts = std::collections::HashMap::new();
+        for ch in body.chars() {
+            assert!(ch.is_ascii_alphanumeric(), "{ch:?}");
+            *counts.entry(ch).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 62, "every character appears");
+        // 1,000 expected each; a uniform draw stays far inside these bounds.
+        assert!(
+            counts.values().all(|&n| (800..1200).contains(&n)),
+            "{counts:?}"
+        );
+        assert_eq!(random_body(0), "");
+        assert_eq!(random_body(100).len(), 100);
     }
 }
