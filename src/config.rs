@@ -103,11 +103,10 @@ pub struct DeliveryConfig {
     /// CIDR ranges that are otherwise refused as targets (loopback, private…), e.g. `127.0.0.0/8,::1/128`.
     #[arg(long, env = "EVENTD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value = "")]
     pub allow_private_targets: AllowList,
-    /// Deliveries held (claimed and not yet recorded) at once, over all destinations.
+    /// Attempts in flight at once, over all destinations.
     #[arg(long, env = "EVENTD_MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
-    /// Requests in flight at once to one destination (it may hold twice as many claimed
-    /// deliveries, the next ones claimed while these are sent).
+    /// Attempts in flight at once to one destination.
     #[arg(
         long,
         env = "EVENTD_MAX_IN_FLIGHT_PER_DESTINATION",
@@ -128,12 +127,9 @@ impl DeliveryConfig {
         }
     }
 
-    /// A lease outlives the longest wait for a request slot and the longest possible attempt
-    /// after it (a held delivery waits at most for the attempts in flight before it), so a live
-    /// worker never loses one mid-attempt.
+    /// A lease outlives the longest possible attempt, so a live worker never loses one mid-attempt.
     pub fn lease(&self) -> Duration {
-        let attempt = self.attempt_timeout + self.connect_timeout;
-        attempt * crate::delivery::worker::HELD_PER_SLOT as u32 + Duration::from_secs(5)
+        self.attempt_timeout + self.connect_timeout + Duration::from_secs(5)
     }
 }
 

@@ -1,9 +1,9 @@
 //! The delivery worker: claims due deliveries with a lease (committed before any network call),
 //! sends each signed attempt, and records the outcome in a second short transaction.
 //!
-//! Isolation: at most `max_in_flight_per_destination` requests per destination and
-//! `max_in_flight` deliveries held overall, claimed destination by destination so a slow or dead
-//! receiver only ever holds its own slots.
+//! Isolation: at most `max_in_flight_per_destination` attempts per destination and
+//! `max_in_flight` overall, claimed destination by destination so a slow or dead receiver only
+//! ever holds its own slots.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::metrics::Metrics;
 use super::sender::{SendResult, Sender};
@@ -41,24 +41,13 @@ const MAX_RECORD_BATCH: usize = 256;
 /// milliseconds of answers freed. An idle worker claims at once (no added latency).
 const BUSY_IN_FLIGHT: usize = 32;
 const BUSY_ROUND_GAP: Duration = Duration::from_millis(2);
-/// A destination may hold this many times its in-flight limit of claimed deliveries; only the
-/// limit are sent at once, the rest wait for a free request slot. The next batch is claimed
-/// (a commit and an fsync) while the current one is being sent, so a fast receiver's slots are
-/// not left idle for the length of every claim. `DeliveryConfig::lease` covers the wait.
-pub const HELD_PER_SLOT: usize = 2;
-
-/// A claimed delivery, its body, and its destination's request slots.
-type Claimed = (ClaimedDelivery, Bytes, Arc<Semaphore>);
 
 /// An outcome waiting to be written, and who waits for the write.
 type Outcome = (DeliveryAttempt, oneshot::Sender<Result<(), StoreError>>);
 
 #[derive(Default)]
 struct InFlight {
-    /// Deliveries held per destination (claimed, their request not yet answered).
     per_destination: HashMap<String, usize>,
-    /// Request slots per destination (`max_in_flight_per_destination` permits), while it holds any.
-    slots: HashMap<String, Arc<Semaphore>>,
     leased: HashSet<String>,
 }
 
@@ -152,8 +141,8 @@ impl Worker {
                     continue;
                 }
             };
-            for (delivery, body, slots) in claimed {
-                tokio::spawn(attempt(self.shared.clone(), delivery, body, slots));
+            for (delivery, body) in claimed {
+                tokio::spawn(attempt(self.shared.clone(), delivery, body));
             }
             if wait.is_zero() {
                 continue;
@@ -168,10 +157,9 @@ impl Worker {
         self.drain().await;
     }
 
-    /// Claims for every deliverable destination as many deliveries as it may still hold (one
-    /// store call), and renders each event once for all the destinations that receive it. Each
-    /// claim comes with its destination's request slots.
-    async fn claim_round(&self) -> Result<(Vec<Claimed>, Duration), StoreError> {
+    /// Claims for every deliverable destination as many deliveries as it has free slots (one
+    /// store call), and renders each event once for all the destinations that receive it.
+    async fn claim_round(&self) -> Result<(Vec<(ClaimedDelivery, Bytes)>, Duration), StoreError> {
         let s = &self.shared;
         if lock(&s.in_flight).leased.len() >= self.config.max_in_flight {
             return Ok((Vec::new(), POLL_EVERY)); // a freed slot wakes the loop
@@ -181,7 +169,6 @@ impl Worker {
             self.config.max_in_flight,
             self.config.max_in_flight_per_destination,
         );
-        let held_per_destination = per_destination * HELD_PER_SLOT;
         let allot: Allot = Box::new(move |mut destinations: Vec<String>| {
             // Start each round at another destination, so that when the global limit binds
             // every destination with due work gets slots in turn.
@@ -191,43 +178,26 @@ impl Worker {
             }
             let in_flight = lock(&shared.in_flight);
             let mut free_total = limit.saturating_sub(in_flight.leased.len());
-            // First what each destination can send at once, then what it may hold beyond that:
-            // held deliveries never keep another destination's requests from starting.
-            let mut wants: Vec<(String, usize)> = destinations
-                .into_iter()
-                .map(|id| {
-                    let busy = in_flight.per_destination.get(&id).copied().unwrap_or(0);
-                    let free = per_destination.saturating_sub(busy).min(free_total);
+            let mut wants = Vec::new();
+            for id in destinations {
+                let busy = in_flight.per_destination.get(&id).copied().unwrap_or(0);
+                let free = per_destination.saturating_sub(busy).min(free_total);
+                if free > 0 {
                     free_total -= free;
-                    (id, free)
-                })
-                .collect();
-            for (id, free) in &mut wants {
-                let busy = in_flight.per_destination.get(id).copied().unwrap_or(0);
-                let more = held_per_destination
-                    .saturating_sub(busy + *free)
-                    .min(free_total);
-                free_total -= more;
-                *free += more;
+                    wants.push((id, free));
+                }
             }
-            wants.retain(|(_, free)| *free > 0);
             wants
         });
         let lease_ms = self.config.lease().as_millis() as i64;
         let round = s.store.claim_due(allot, lease_ms).await?;
-        let mut slots = Vec::with_capacity(round.claimed.len());
         {
             let mut in_flight = lock(&s.in_flight);
             for d in &round.claimed {
-                let id = &d.destination.id;
-                *in_flight.per_destination.entry(id.clone()).or_default() += 1;
-                slots.push(
-                    in_flight
-                        .slots
-                        .entry(id.clone())
-                        .or_insert_with(|| Arc::new(Semaphore::new(per_destination)))
-                        .clone(),
-                );
+                *in_flight
+                    .per_destination
+                    .entry(d.destination.id.clone())
+                    .or_default() += 1;
                 in_flight.leased.insert(d.delivery_id.clone());
             }
             s.metrics
@@ -243,12 +213,7 @@ impl Worker {
             }
             (false, None) => POLL_EVERY,
         };
-        let claimed = with_bodies(round.claimed)
-            .into_iter()
-            .zip(slots)
-            .map(|((d, body), slots)| (d, body, slots))
-            .collect();
-        Ok((claimed, wait))
+        Ok((with_bodies(round.claimed), wait))
     }
 
     /// Waits up to the grace period for attempts in flight. Those still running are then cut
@@ -321,9 +286,8 @@ pub fn render_body(delivery: &ClaimedDelivery) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
-/// One attempt: wait for a request slot of the destination, sign, send, record. Never holds a
-/// transaction across the network call.
-async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery, body: Bytes, slots: Arc<Semaphore>) {
+/// One attempt: sign, send, record. Never holds a transaction across the network call.
+async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery, body: Bytes) {
     let Target::WebhookEndpoint {
         url,
         signing_secret,
@@ -332,29 +296,15 @@ async fn attempt(s: Arc<Shared>, delivery: ClaimedDelivery, body: Bytes, slots: 
         sent(&s, &delivery);
         return recorded(&s, &delivery);
     };
-    let mut cut_off = s.cut_off.subscribe();
-    let slot = tokio::select! {
-        biased;
-        _ = cut_off.wait_for(|cut| *cut) => None,
-        slot = slots.acquire() => slot.ok(),
-    };
-    // A slot freed by an attempt that shutdown cut off comes with the cut-off itself.
-    let slot = slot.filter(|_| !*s.cut_off.borrow());
-    let Some(slot) = slot else {
-        // Cut off by shutdown before it was sent: nothing to record; its lease expires and it
-        // is attempted again.
-        sent(&s, &delivery);
-        return recorded(&s, &delivery);
-    };
     let started = s.clock.now_ms();
     let header = signature::header(&[signing_secret.as_str()], started.div_euclid(1000), &body);
+    let mut cut_off = s.cut_off.subscribe();
     let result = tokio::select! {
         result = s.sender.post(url, &header, body) => result,
         _ = cut_off.wait_for(|cut| *cut) => SendResult::cut_off(),
     };
     // The receiver is done with this attempt: its slot is free while the outcome is written
     // (the delivery stays leased, and counts against the global limit, until then).
-    drop(slot);
     sent(&s, &delivery);
     let now = s.clock.now_ms();
     let number = delivery.previous_attempts + 1;
@@ -422,14 +372,13 @@ async fn record_outcomes(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>)
     }
 }
 
-/// The attempt's request is over (or will not be made): the destination holds one delivery less.
+/// The attempt's request is over: frees its slot of the destination.
 fn sent(s: &Shared, delivery: &ClaimedDelivery) {
     let mut in_flight = lock(&s.in_flight);
     if let Some(n) = in_flight.per_destination.get_mut(&delivery.destination.id) {
         *n = n.saturating_sub(1);
         if *n == 0 {
             in_flight.per_destination.remove(&delivery.destination.id);
-            in_flight.slots.remove(&delivery.destination.id);
         }
     }
     drop(in_flight);

@@ -173,9 +173,8 @@ async fn destinations_on_one_host_reuse_connections() {
     );
 }
 
-/// A destination gets at most its in-flight limit of requests at once, although the worker holds
-/// twice as many of its deliveries (claimed while the others are sent), and every held delivery
-/// goes out in turn.
+/// A destination gets at most its in-flight limit of requests at once, and with a backlog every
+/// delivery goes out in turn.
 #[tokio::test]
 async fn a_destination_never_gets_more_requests_at_once_than_its_limit() {
     let (per_destination, events) = (3, 15);
@@ -209,4 +208,54 @@ async fn a_destination_never_gets_more_requests_at_once_than_its_limit() {
         per_destination,
         "the receiver answered at most (and, with a backlog, exactly) {per_destination} requests at once"
     );
+}
+
+/// A slow destination holds only its own in-flight limit of the global one: with the global limit
+/// twice the per-destination limit, a destination created while the slow receiver sits on its
+/// requests still gets every event at once. (Prefetching deliveries beyond the per-destination
+/// limit, tried once, let the slow destination's backlog take the whole global limit.)
+#[tokio::test]
+async fn a_slow_destination_holds_only_its_own_share_of_the_global_limit() {
+    let app = DeliveryApp::start(|c| {
+        c.delivery.max_in_flight = 4;
+        c.delivery.max_in_flight_per_destination = 2;
+        c.delivery.attempt_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let mut slow =
+        TestReceiver::start(vec![Reply::status(200).after(Duration::from_secs(20))]).await;
+    let mut fast = TestReceiver::start(statuses(&[200])).await;
+    app.webhook(Payload::Thin, &[THIN_TYPE], &slow.url("/slow"))
+        .await;
+    for n in 0..6 {
+        app.emit_thin(json!({"n": n})).await;
+    }
+    for i in 0..2 {
+        slow.expect(PROMPT, &format!("the slow receiver's request {i}"))
+            .await;
+    }
+    // Let the worker claim whatever it would claim while the slow requests are open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    app.webhook(Payload::Thin, &[THIN_TYPE], &fast.url("/fast"))
+        .await;
+    let mut want = Vec::new();
+    for n in 0..3 {
+        let e = app.emit_thin(json!({"later": n})).await;
+        want.push(e["id"].as_str().unwrap().to_owned());
+    }
+    let mut got = Vec::new();
+    for i in 0..want.len() {
+        let r = fast
+            .expect(
+                PROMPT,
+                &format!("fast delivery {i} while the slow receiver is busy"),
+            )
+            .await;
+        got.push(r.event_id());
+    }
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every later event reached the new destination");
+    assert_eq!(slow.most_concurrent(), 2);
 }

@@ -268,59 +268,6 @@ async fn shutdown_cuts_off_attempts_after_the_grace_and_retries_them_on_schedule
     assert_eq!(log[1]["outcome"], "succeeded", "{log:#?}");
 }
 
-/// A delivery still waiting for a request slot when shutdown cuts off the attempts in flight was
-/// never sent: it gets no entry in the delivery log, keeps its lease, and after the restart it is
-/// attempted (as its first attempt) once that lease expires.
-#[tokio::test]
-async fn a_delivery_held_but_not_sent_at_shutdown_is_attempted_after_the_restart() {
-    let app = DeliveryApp::start(|c| {
-        c.delivery.max_in_flight_per_destination = 1;
-        c.delivery.attempt_timeout = Duration::from_secs(3);
-        c.delivery.connect_timeout = Duration::from_secs(1);
-        c.delivery.retry_schedule = schedule(&[60]);
-        c.delivery.shutdown_grace = Duration::from_millis(300);
-    })
-    .await;
-    let lease = app.config.delivery.lease();
-    let mut r = TestReceiver::start(vec![Reply::status(200).after(Duration::from_secs(30))]).await;
-    app.webhook(Payload::Thin, &[THIN_TYPE], &r.url("/one-at-a-time"))
-        .await;
-    let sent = app.emit_thin(json!({"n": 1})).await;
-    r.expect(PROMPT, "the first event's attempt").await;
-    let held = app.emit_thin(json!({"n": 2})).await;
-    let held_id = held["id"].as_str().unwrap();
-    // Claimed by now (the worker holds two deliveries per slot), waiting for the slot.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    r.expect_none(Duration::from_millis(200), "one request at a time")
-        .await;
-
-    let restarted = Instant::now();
-    let app = app.restart().await;
-    let log = app
-        .wait_attempts(Of::Event, sent["id"].as_str().unwrap(), 1)
-        .await;
-    assert!(log[0]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .starts_with("shutdown"));
-    assert_eq!(
-        app.attempts(Of::Event, held_id).await.len(),
-        0,
-        "never sent, never logged"
-    );
-    r.set_replies(statuses(&[200]));
-    let got = r.expect(lease + MAX_WAIT, "the held delivery").await;
-    assert_eq!(got.event_id(), held_id);
-    assert!(
-        restarted.elapsed() + Duration::from_millis(1500) >= lease,
-        "sent again only once its lease ({lease:?}) expired, not after {:?}",
-        restarted.elapsed()
-    );
-    let log = app.wait_attempts(Of::Event, held_id, 1).await;
-    assert_eq!(log[0]["attempt"], 1, "its first attempt: {log:#?}");
-    assert_eq!(log[0]["outcome"], "succeeded", "{log:#?}");
-}
-
 /// Retry-After on 429 and 503 lengthens the next delay (never shortens it).
 async fn retry_after(status: u16) {
     let app = DeliveryApp::start(|c| c.delivery.retry_schedule = schedule(&[1])).await;
@@ -487,4 +434,48 @@ async fn c12_disabled_and_deleted_destinations_follow_one_rule() {
         case("delete cancels retries", c12_delete_cancels_retries()),
     ])
     .await;
+}
+
+/// Once a disable or delete has been answered, no request to that destination starts: the
+/// deliveries it still had waiting are not sent (the attempt already on the wire finishes).
+/// (Prefetched deliveries, tried once, were sent after the disable when their slot came free.)
+async fn no_request_starts_after(action: &str) {
+    let app = DeliveryApp::start(|c| c.delivery.max_in_flight_per_destination = 1).await;
+    let mut r =
+        TestReceiver::start(vec![Reply::status(200).after(Duration::from_millis(1500))]).await;
+    let d = app
+        .webhook(Payload::Thin, &[THIN_TYPE], &r.url("/one-at-a-time"))
+        .await;
+    for n in 0..4 {
+        app.emit_thin(json!({"n": n})).await;
+    }
+    r.expect(PROMPT, "the first attempt").await;
+    // Let the worker claim whatever it would claim while the first request is open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if action == "delete" {
+        let deleted = app
+            .send(super::support::Call::delete(&format!(
+                "{DESTINATIONS}/{}",
+                d.id
+            )))
+            .await;
+        assert_eq!(deleted.status, 200, "{}", deleted.body);
+    } else {
+        app.action(&d.id, action).await;
+    }
+    r.expect_none(
+        Duration::from_secs(3),
+        &format!("no request after {action} (the open one ends after 1.5 s)"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn no_request_starts_after_a_disable() {
+    no_request_starts_after("disable").await;
+}
+
+#[tokio::test]
+async fn no_request_starts_after_a_delete() {
+    no_request_starts_after("delete").await;
 }
