@@ -479,3 +479,47 @@ async fn no_request_starts_after_a_disable() {
 async fn no_request_starts_after_a_delete() {
     no_request_starts_after("delete").await;
 }
+
+/// Once shutdown has begun no request starts: the open attempt finishes within the grace period,
+/// and the deliveries still waiting go out after the restart, at once (none was leased while
+/// waiting). (Prefetched deliveries, tried once, started during the grace period and were then cut
+/// off, so their receiver got them twice.)
+#[tokio::test]
+async fn no_request_starts_once_shutdown_has_begun() {
+    let app = DeliveryApp::start(|c| {
+        c.delivery.max_in_flight_per_destination = 1;
+        c.delivery.shutdown_grace = Duration::from_secs(5);
+    })
+    .await;
+    let mut r =
+        TestReceiver::start(vec![Reply::status(200).after(Duration::from_millis(1000))]).await;
+    app.webhook(Payload::Thin, &[THIN_TYPE], &r.url("/one-at-a-time"))
+        .await;
+    let mut want = Vec::new();
+    for n in 0..4 {
+        let e = app.emit_thin(json!({"n": n})).await;
+        want.push(e["id"].as_str().unwrap().to_owned());
+    }
+    let first = r.expect(PROMPT, "the first attempt").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let app = app.restart().await;
+    let restarted = Instant::now();
+    let mut got = vec![first.event_id()];
+    for i in 1..want.len() {
+        let later = r.expect(MAX_WAIT, &format!("delivery {i}")).await;
+        assert!(
+            later.at >= restarted,
+            "delivery {i} started while eventd was shutting down"
+        );
+        got.push(later.event_id());
+    }
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every event once");
+    let log = app.wait_attempts(Of::Event, &first.event_id(), 1).await;
+    assert_eq!(
+        log[0]["outcome"], "succeeded",
+        "finished in the grace period: {log:#?}"
+    );
+}
