@@ -243,14 +243,7 @@ async fn a_deleted_destinations_attempts_stay_listed_under_their_events() {
     let id = e["id"].as_str().unwrap().to_owned();
     r.expect(PROMPT, "the delivery").await;
     let before = app.wait_attempts(Of::Event, &id, 1).await;
-    let deleted = app
-        .send(Call::delete(&format!(
-            "{}/{}",
-            super::support::DESTINATIONS,
-            d.id
-        )))
-        .await;
-    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    app.delete_destination(&d.id).await;
 
     let resend = |dest: &str| Call::post(&resend_path(&id), json!({"event_destination": dest}));
     let cases = [

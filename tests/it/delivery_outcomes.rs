@@ -19,12 +19,7 @@ async fn one_attempt(app: &DeliveryApp, url: &str) -> Value {
         .wait_attempts(Of::Event, e["id"].as_str().unwrap(), 1)
         .await;
     assert_eq!(log.len(), 1, "{url}: one attempt: {log:#?}");
-    app.send(super::support::Call::delete(&format!(
-        "{}/{}",
-        super::support::DESTINATIONS,
-        d.id
-    )))
-    .await;
+    app.delete_destination(&d.id).await;
     log[0].clone()
 }
 

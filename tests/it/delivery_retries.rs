@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::delivery_support::*;
 use super::receiver::{statuses, Received, Reply, TestReceiver};
-use super::support::{DESTINATIONS, EVENTS, TEST_KEY};
+use super::support::{EVENTS, TEST_KEY};
 
 /// Another thin type, for a destination that must not see the failing destination's events.
 const OTHER_TYPE: &str = "v2.core.account.updated";
@@ -399,13 +399,7 @@ async fn c12_delete_cancels_retries() {
     r.expect(PROMPT, "first attempt").await;
     let log = app.wait_attempts(Of::Event, id, 1).await;
     let retry_due = ms(&log[0]["next_attempt"]);
-    let deleted = app
-        .send(super::support::Call::delete(&format!(
-            "{DESTINATIONS}/{}",
-            d.id
-        )))
-        .await;
-    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    app.delete_destination(&d.id).await;
     let wait = retry_due - chrono::Utc::now().timestamp_millis() + 2500;
     r.expect_none(
         Duration::from_millis(wait.max(0) as u64),
@@ -453,13 +447,7 @@ async fn no_request_starts_after(action: &str) {
     // Let the worker claim whatever it would claim while the first request is open.
     tokio::time::sleep(Duration::from_millis(300)).await;
     if action == "delete" {
-        let deleted = app
-            .send(super::support::Call::delete(&format!(
-                "{DESTINATIONS}/{}",
-                d.id
-            )))
-            .await;
-        assert_eq!(deleted.status, 200, "{}", deleted.body);
+        app.delete_destination(&d.id).await;
     } else {
         app.action(&d.id, action).await;
     }

@@ -203,6 +203,14 @@ impl DeliveryApp {
         r.body
     }
 
+    /// Deletes a destination and asserts 200.
+    pub async fn delete_destination(&self, destination: &str) {
+        let r = self
+            .send(Call::delete(&format!("{DESTINATIONS}/{destination}")))
+            .await;
+        assert_eq!(r.status, 200, "delete {destination}: {}", r.body);
+    }
+
     /// Every object of a list, following `next_page_url`.
     pub async fn list_all(&self, path: &str, key: &str) -> Vec<Value> {
         let mut out = Vec::new();
