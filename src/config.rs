@@ -103,20 +103,26 @@ pub struct DeliveryConfig {
     /// CIDR ranges that are otherwise refused as targets (loopback, private…), e.g. `127.0.0.0/8,::1/128`.
     #[arg(long, env = "EVENTD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value = "")]
     pub allow_private_targets: AllowList,
-    /// Attempts in flight at once, over all destinations.
-    #[arg(long, env = "EVENTD_MAX_IN_FLIGHT", default_value_t = 512)]
+    /// Attempts in flight at once, over all destinations (at least 1).
+    #[arg(long, env = "EVENTD_MAX_IN_FLIGHT", default_value_t = 512, value_parser = at_least_one())]
     pub max_in_flight: usize,
-    /// Attempts in flight at once to one destination.
+    /// Attempts in flight at once to one destination (at least 1).
     #[arg(
         long,
         env = "EVENTD_MAX_IN_FLIGHT_PER_DESTINATION",
-        default_value_t = 64
+        default_value_t = 64,
+        value_parser = at_least_one()
     )]
     pub max_in_flight_per_destination: usize,
     /// On SIGTERM, how long attempts in flight may go on; then they are cut off and recorded as
     /// failed, and retried on schedule.
     #[arg(long, env = "EVENTD_SHUTDOWN_GRACE", default_value = "10s", value_parser = crate::domain::retry::parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+/// A count that must be positive: a limit of 0 would accept work and never deliver it.
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 impl DeliveryConfig {
@@ -211,6 +217,35 @@ impl Config {
                 max_in_flight_per_destination: 64,
                 shutdown_grace: Duration::from_secs(10),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::DeliveryConfig;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        delivery: DeliveryConfig,
+    }
+
+    #[test]
+    fn in_flight_limits_must_be_positive() {
+        for flag in ["--max-in-flight", "--max-in-flight-per-destination"] {
+            let err = Cli::try_parse_from(["eventd", flag, "0"])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} 0 is refused"));
+            assert!(err.to_string().contains(flag), "{flag}: {err}");
+            let ok = Cli::try_parse_from(["eventd", flag, "1"]).expect("1 is accepted");
+            let set = match flag {
+                "--max-in-flight" => ok.delivery.max_in_flight,
+                _ => ok.delivery.max_in_flight_per_destination,
+            };
+            assert_eq!(set, 1);
         }
     }
 }
