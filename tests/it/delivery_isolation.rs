@@ -121,11 +121,7 @@ async fn every_destination_is_served_when_the_global_limit_binds() {
             .await;
         receivers.push(r);
     }
-    let mut ids = Vec::new();
-    for n in 0..5 {
-        let e = app.emit_thin(json!({"n": n})).await;
-        ids.push(e["id"].as_str().unwrap().to_owned());
-    }
+    let ids = app.emit_thin_ids(5).await;
     for (n, r) in receivers.iter_mut().enumerate() {
         let mut got = Vec::new();
         for _ in 0..ids.len() {
@@ -187,11 +183,7 @@ async fn a_destination_never_gets_more_requests_at_once_than_its_limit() {
         TestReceiver::start(vec![Reply::status(200).after(Duration::from_millis(150))]).await;
     app.webhook(Payload::Thin, &[THIN_TYPE], &r.url("/limited"))
         .await;
-    let mut want = Vec::new();
-    for n in 0..events {
-        let e = app.emit_thin(json!({"n": n})).await;
-        want.push(e["id"].as_str().unwrap().to_owned());
-    }
+    let mut want = app.emit_thin_ids(events).await;
     let mut got = Vec::new();
     for i in 0..events {
         got.push(
@@ -239,11 +231,7 @@ async fn a_slow_destination_holds_only_its_own_share_of_the_global_limit() {
 
     app.webhook(Payload::Thin, &[THIN_TYPE], &fast.url("/fast"))
         .await;
-    let mut want = Vec::new();
-    for n in 0..3 {
-        let e = app.emit_thin(json!({"later": n})).await;
-        want.push(e["id"].as_str().unwrap().to_owned());
-    }
+    let mut want = app.emit_thin_ids(3).await;
     let mut got = Vec::new();
     for i in 0..want.len() {
         let r = fast

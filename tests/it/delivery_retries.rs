@@ -483,11 +483,7 @@ async fn no_request_starts_once_shutdown_has_begun() {
         TestReceiver::start(vec![Reply::status(200).after(Duration::from_millis(1000))]).await;
     app.webhook(Payload::Thin, &[THIN_TYPE], &r.url("/one-at-a-time"))
         .await;
-    let mut want = Vec::new();
-    for n in 0..4 {
-        let e = app.emit_thin(json!({"n": n})).await;
-        want.push(e["id"].as_str().unwrap().to_owned());
-    }
+    let mut want = app.emit_thin_ids(4).await;
     let first = r.expect(PROMPT, "the first attempt").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 

@@ -186,6 +186,16 @@ impl DeliveryApp {
         self.emit(thin_event(data)).await
     }
 
+    /// Publishes `count` thin events one after another (`data: {"n": …}`) and returns their ids.
+    pub async fn emit_thin_ids(&self, count: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(count);
+        for n in 0..count {
+            let e = self.emit_thin(json!({ "n": n })).await;
+            ids.push(e["id"].as_str().expect("event id").to_owned());
+        }
+        ids
+    }
+
     pub async fn ping(&self, destination: &str) -> Value {
         let r = self
             .post(&format!("{DESTINATIONS}/{destination}/ping"), json!({}))
